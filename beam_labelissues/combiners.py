@@ -1,0 +1,183 @@
+"""CombineFns for the three global aggregates of confident learning.
+
+Each is exact (integer counts, exact sums), associative and free of side inputs,
+so runners can pre-combine per bundle and the result never depends on how the
+data was split: the same answer on one worker or a thousand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, List
+
+import apache_beam as beam
+import numpy as np
+
+from beam_labelissues import kernels
+from beam_labelissues.batches import ExampleBatch, IssueCandidates, ScoredBatch
+
+# Fine histogram of scores used to cut the candidates before ranking.
+NUM_SCORE_BINS = 1 << 16
+# The histogram kept in the summary (and drawn in the report): a coarsening of the fine one.
+NUM_SUMMARY_BINS = 128
+
+
+@dataclasses.dataclass
+class ThresholdStats:
+    """Result of the thresholds pass: per-class thresholds and label counts."""
+
+    thresholds: np.ndarray
+    examples_per_class: np.ndarray
+    num_examples: int
+
+
+class ConfidentThresholdsFn(beam.CombineFn):
+    """Per-class mean self-confidence over valid ``ExampleBatch`` elements.
+
+    The accumulator is ``[exact per-class sums, per-class counts]``.
+    """
+
+    def __init__(self, num_classes: int):
+        self._num_classes = num_classes
+
+    def create_accumulator(self):
+        return [[0] * self._num_classes, np.zeros(self._num_classes, dtype=np.int64)]
+
+    def add_input(self, accumulator, batch: ExampleBatch):
+        if len(batch) == 0:
+            return accumulator
+        sums, counts = accumulator
+        confidence = kernels.self_confidence(batch.labels, batch.pred_probs)
+        batch_sums = kernels.exact_sums_by_class(batch.labels, confidence, self._num_classes)
+        for k, value in enumerate(batch_sums):
+            if value:
+                sums[k] += value
+        counts += np.bincount(batch.labels, minlength=self._num_classes)
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        accumulators = iter(accumulators)
+        sums, counts = next(accumulators)
+        sums, counts = list(sums), counts.copy()
+        for other_sums, other_counts in accumulators:
+            for k, value in enumerate(other_sums):
+                sums[k] += value
+            counts += other_counts
+        return [sums, counts]
+
+    def extract_output(self, accumulator) -> ThresholdStats:
+        sums, counts = accumulator
+        return ThresholdStats(
+            thresholds=kernels.confident_thresholds(sums, counts),
+            examples_per_class=counts.copy(),
+            num_examples=int(counts.sum()),
+        )
+
+
+@dataclasses.dataclass
+class IssueCountStats:
+    """Result of the count pass: per-class counts and the histogram of all scores."""
+
+    prune_counts: np.ndarray
+    normalization: np.ndarray
+    class_counts: np.ndarray
+    score_histogram: np.ndarray
+
+    def num_issues(self, estimation_method: str) -> int:
+        return kernels.estimate_num_issues(
+            self.prune_counts, self.normalization, self.class_counts, estimation_method
+        )
+
+    def summary_histogram(self) -> np.ndarray:
+        return self.score_histogram.reshape(NUM_SUMMARY_BINS, -1).sum(axis=1)
+
+
+class IssueCountFn(beam.CombineFn):
+    """Sums per-class prune/normalisation/label counts and a score histogram."""
+
+    def __init__(self, num_classes: int, num_bins: int = NUM_SCORE_BINS):
+        self._num_classes = num_classes
+        self._num_bins = num_bins
+
+    def create_accumulator(self):
+        k = self._num_classes
+        return np.zeros((3, k), dtype=np.int64), np.zeros(self._num_bins, dtype=np.int64)
+
+    def add_input(self, accumulator, scored: ScoredBatch):
+        if len(scored.scores) == 0:
+            return accumulator
+        counts, histogram = accumulator
+        counts += kernels.issue_count_stats(
+            scored.examples.labels, scored.predicted, scored.confident, self._num_classes
+        )
+        histogram += np.bincount(
+            kernels.score_bins(scored.scores, self._num_bins), minlength=self._num_bins
+        )
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        accumulators = iter(accumulators)
+        counts, histogram = next(accumulators)
+        counts, histogram = counts.copy(), histogram.copy()
+        for other_counts, other_histogram in accumulators:
+            counts += other_counts
+            histogram += other_histogram
+        return counts, histogram
+
+    def extract_output(self, accumulator) -> IssueCountStats:
+        counts, histogram = accumulator
+        return IssueCountStats(counts[0].copy(), counts[1].copy(), counts[2].copy(), histogram.copy())
+
+
+class LowestScoresFn(beam.CombineFn):
+    """Keeps the ``num_issues`` candidates lowest by (score, id): a bottom-n combiner.
+
+    ``beam.combiners.Top`` fixes n when the pipeline is built, but the number of
+    issues is only known at run time, so every candidate batch carries it. The
+    accumulator is a list of candidate batches, compacted to n rows whenever it
+    holds twice that, so adding a batch costs amortised O(batch size).
+    """
+
+    _MIN_COMPACT_ROWS = 1 << 16
+
+    def __init__(self, id_dtype: Any = np.int64):
+        self._id_dtype = id_dtype
+
+    def create_accumulator(self) -> List[IssueCandidates]:
+        return []
+
+    @staticmethod
+    def _rows(accumulator: List[IssueCandidates]) -> int:
+        return sum(len(part) for part in accumulator)
+
+    def _compact(self, accumulator: List[IssueCandidates]) -> List[IssueCandidates]:
+        parts = [p for p in accumulator if len(p)]
+        if not parts:
+            return []
+        merged = IssueCandidates.concatenate(parts)
+        keep = kernels.lowest_by_score_then_id(merged.scores, merged.ids, merged.num_issues)
+        return [merged.take(keep)]
+
+    def _maybe_compact(self, accumulator):
+        if not accumulator:
+            return accumulator
+        limit = max(2 * max(p.num_issues for p in accumulator), self._MIN_COMPACT_ROWS)
+        if self._rows(accumulator) > limit:
+            return self._compact(accumulator)
+        return accumulator
+
+    def add_input(self, accumulator, candidates: IssueCandidates):
+        if len(candidates):
+            accumulator.append(candidates)
+        return self._maybe_compact(accumulator)
+
+    def merge_accumulators(self, accumulators):
+        merged = [part for accumulator in accumulators for part in accumulator]
+        return self._maybe_compact(merged)
+
+    def compact(self, accumulator):
+        return self._compact(accumulator)
+
+    def extract_output(self, accumulator) -> IssueCandidates:
+        compacted = self._compact(accumulator)
+        return compacted[0] if compacted else IssueCandidates.empty(self._id_dtype)

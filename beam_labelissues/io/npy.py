@@ -1,0 +1,225 @@
+"""Reads a pair of .npy files (labels, pred_probs) in row ranges, in parallel.
+
+The header is parsed here, through Beam's FileSystems, so local paths, gs:// and
+s3:// work alike, and rows are read with seek + read: no worker ever loads a
+whole file. Object (pickled) arrays are refused from their header alone, so
+nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import struct
+from typing import Iterator, List, Optional, Tuple
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from beam_labelissues.batches import ExampleBatch
+
+_MAGIC = b"\x93NUMPY"
+# Rows of pred_probs per batch are chosen so that a batch holds about this many bytes.
+DEFAULT_BATCH_BYTES = 16 << 20
+# Each read task covers this many batches: fewer file opens, still plenty of parallelism.
+_BATCHES_PER_TASK = 4
+
+
+class InputFileError(ValueError):
+    """An input file is missing, unreadable or of a kind this pipeline refuses."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NpyHeader:
+    """What a .npy header says: enough to read any row range without numpy.load."""
+
+    path: str
+    dtype: np.dtype
+    shape: Tuple[int, ...]
+    fortran_order: bool
+    data_offset: int
+
+    @property
+    def num_rows(self) -> int:
+        return self.shape[0] if self.shape else 1
+
+
+def _open(path: str):
+    return FileSystems.open(
+        path, mime_type="application/octet-stream", compression_type=CompressionTypes.UNCOMPRESSED
+    )
+
+
+def _read_exactly(handle, num_bytes: int, path: str) -> bytes:
+    chunks, remaining = [], num_bytes
+    while remaining > 0:
+        chunk = handle.read(remaining)
+        if not chunk:
+            raise InputFileError(f"{path}: file ends early (truncated .npy file?)")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_npy_header(path: str) -> NpyHeader:
+    """Parses a .npy header with ``ast.literal_eval``; never unpickles anything."""
+    if not FileSystems.exists(path):
+        raise InputFileError(f"{path}: no such file")
+    try:
+        with _open(path) as handle:
+            prefix = handle.read(len(_MAGIC) + 2)
+            if len(prefix) < len(_MAGIC) + 2 or prefix[: len(_MAGIC)] != _MAGIC:
+                raise InputFileError(f"{path}: not a .npy file (no NUMPY magic string)")
+            major = prefix[len(_MAGIC)]
+            if major == 1:
+                (header_len,) = struct.unpack("<H", _read_exactly(handle, 2, path))
+                offset = len(_MAGIC) + 4
+            elif major in (2, 3):
+                (header_len,) = struct.unpack("<I", _read_exactly(handle, 4, path))
+                offset = len(_MAGIC) + 6
+            else:
+                raise InputFileError(f"{path}: unsupported .npy format version {major}")
+            text = _read_exactly(handle, header_len, path).decode("utf-8" if major == 3 else "latin1")
+    except InputFileError:
+        raise
+    except OSError as error:
+        raise InputFileError(f"{path}: cannot read: {error}") from error
+    try:
+        header = ast.literal_eval(text)
+        descr, fortran_order, shape = header["descr"], header["fortran_order"], tuple(header["shape"])
+        dtype = np.lib.format.descr_to_dtype(descr)
+    except (ValueError, SyntaxError, KeyError, TypeError) as error:
+        raise InputFileError(f"{path}: malformed .npy header {text.strip()!r}: {error}") from error
+    if dtype.hasobject:
+        raise InputFileError(
+            f"{path}: holds Python objects (dtype {descr!r}), which numpy stores pickled; "
+            "refusing to unpickle it. Save plain numeric arrays, e.g. np.save(path, arr.astype(np.float32))."
+        )
+    return NpyHeader(path, dtype, shape, bool(fortran_order), offset + header_len)
+
+
+@dataclasses.dataclass(frozen=True)
+class NpyPair:
+    """A checked labels/pred_probs pair: 1-D integer labels, 2-D float pred_probs, same N."""
+
+    labels: NpyHeader
+    pred_probs: NpyHeader
+
+    @property
+    def num_examples(self) -> int:
+        return self.labels.shape[0]
+
+    @property
+    def num_classes(self) -> int:
+        return self.pred_probs.shape[1]
+
+    @staticmethod
+    def open(labels_path: str, pred_probs_path: str) -> "NpyPair":
+        labels = read_npy_header(labels_path)
+        pred_probs = read_npy_header(pred_probs_path)
+        if len(labels.shape) != 1:
+            raise InputFileError(f"{labels_path}: labels must be a 1-D array, got shape {labels.shape}")
+        if labels.dtype.kind not in "iu":
+            raise InputFileError(
+                f"{labels_path}: labels must have an integer dtype, got {labels.dtype} "
+                "(class indices 0..K-1)"
+            )
+        if len(pred_probs.shape) != 2:
+            raise InputFileError(
+                f"{pred_probs_path}: pred_probs must be a 2-D array (examples x classes), "
+                f"got shape {pred_probs.shape}"
+            )
+        if pred_probs.dtype.kind != "f" or pred_probs.dtype.itemsize not in (2, 4, 8):
+            raise InputFileError(
+                f"{pred_probs_path}: pred_probs must be float16, float32 or float64, got {pred_probs.dtype}"
+            )
+        if pred_probs.shape[1] < 2:
+            raise InputFileError(f"{pred_probs_path}: needs at least 2 classes, got {pred_probs.shape[1]}")
+        if labels.shape[0] != pred_probs.shape[0]:
+            raise InputFileError(
+                f"labels and pred_probs have different lengths: {labels_path} has "
+                f"{labels.shape[0]} rows, {pred_probs_path} has {pred_probs.shape[0]}"
+            )
+        return NpyPair(labels, pred_probs)
+
+
+def rows_per_batch(num_classes: int, itemsize: int, batch_size: Optional[int]) -> int:
+    """Rows per batch: as asked, else about ``DEFAULT_BATCH_BYTES`` of pred_probs."""
+    if batch_size is not None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        return int(batch_size)
+    return max(1, DEFAULT_BATCH_BYTES // (num_classes * itemsize))
+
+
+def _read_rows(handle, header: NpyHeader, start: int, stop: int) -> np.ndarray:
+    """Rows ``[start, stop)`` of a 1-D or 2-D array, as a native-byte-order array."""
+    dtype = header.dtype
+    count = stop - start
+    if len(header.shape) == 1 or not header.fortran_order:
+        width = 1 if len(header.shape) == 1 else header.shape[1]
+        handle.seek(header.data_offset + start * width * dtype.itemsize)
+        data = _read_exactly(handle, count * width * dtype.itemsize, header.path)
+        array = np.frombuffer(data, dtype=dtype)
+        array = array if len(header.shape) == 1 else array.reshape(count, width)
+    else:
+        # Fortran order stores each column contiguously: read the range of every column.
+        num_rows, width = header.shape
+        array = np.empty((count, width), dtype=dtype)
+        for column in range(width):
+            handle.seek(header.data_offset + (column * num_rows + start) * dtype.itemsize)
+            data = _read_exactly(handle, count * dtype.itemsize, header.path)
+            array[:, column] = np.frombuffer(data, dtype=dtype)
+    if not dtype.isnative:
+        array = array.astype(dtype.newbyteorder("="))
+    return array
+
+
+class _ReadNpyRanges(beam.DoFn):
+    """Reads one task's row range as consecutive ``ExampleBatch`` elements."""
+
+    def __init__(self, pair: NpyPair, batch_rows: int):
+        self._pair = pair
+        self._batch_rows = batch_rows
+
+    def process(self, task: Tuple[int, int]) -> Iterator[ExampleBatch]:
+        start, stop = task
+        with _open(self._pair.labels.path) as labels_file, _open(self._pair.pred_probs.path) as probs_file:
+            for begin in range(start, stop, self._batch_rows):
+                end = min(begin + self._batch_rows, stop)
+                yield ExampleBatch(
+                    ids=np.arange(begin, end, dtype=np.int64),
+                    labels=_read_rows(labels_file, self._pair.labels, begin, end),
+                    pred_probs=_read_rows(probs_file, self._pair.pred_probs, begin, end),
+                )
+
+
+def read_tasks(num_rows: int, rows_per_task: int) -> List[Tuple[int, int]]:
+    return [(start, min(start + rows_per_task, num_rows)) for start in range(0, num_rows, rows_per_task)]
+
+
+class ReadNpyExamples(beam.PTransform):
+    """Reads labels.npy + pred_probs.npy as ``ExampleBatch`` elements; id = row index."""
+
+    def __init__(self, pair: NpyPair, batch_size: Optional[int] = None):
+        super().__init__()
+        self._pair = pair
+        self._batch_rows = rows_per_batch(pair.num_classes, pair.pred_probs.dtype.itemsize, batch_size)
+
+    def expand(self, pbegin):
+        tasks = read_tasks(self._pair.num_examples, self._batch_rows * _BATCHES_PER_TASK)
+        return (
+            pbegin
+            | "RowRanges" >> beam.Create(tasks)
+            | "Distribute" >> beam.Reshuffle()
+            | "ReadRows" >> beam.ParDo(_ReadNpyRanges(self._pair, self._batch_rows))
+        )
+
+
+def describe(pair: NpyPair) -> str:
+    return (
+        f"{pair.labels.path} ({pair.labels.dtype}) + {pair.pred_probs.path} "
+        f"({pair.pred_probs.dtype}, {pair.num_examples:,} x {pair.num_classes})"
+    )

@@ -1,0 +1,117 @@
+"""Writes a ``LabelIssuesResult`` to an output directory, summary.json last.
+
+Layout (a contract other tools read):
+
+- ``label_issues-00000-of-00001.parquet``: the ranked issues (always written, even empty);
+- ``label_quality_scores-*.parquet``: every example, with ``--write_scores``;
+- ``invalid_records-*.jsonl``: the records left out, with ``on_invalid='skip'``;
+- ``summary.json``: written after every other file is complete, through a
+  temporary name and a rename, so its presence means the run finished.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Dict, List, Optional, Sequence
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam.io.filesystems import FileSystems
+
+from beam_labelissues import tables
+from beam_labelissues.transforms import LabelIssuesResult
+
+SUMMARY_FILE = "summary.json"
+ISSUES_PREFIX = "label_issues"
+SCORES_PREFIX = "label_quality_scores"
+INVALID_PREFIX = "invalid_records"
+REPORT_FILE = "report.html"
+_LOG = logging.getLogger(__name__)
+
+
+def output_path(output_dir: str, name: str) -> str:
+    return FileSystems.join(output_dir, name)
+
+
+def _basename(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def remove_previous_outputs(output_dir: str) -> List[str]:
+    """Deletes the files an earlier run left in ``output_dir``, summary.json first.
+
+    Without this, a rerun that writes fewer shards would leave stale shards
+    beside the new ones.
+    """
+    removed = []
+    patterns = [SUMMARY_FILE, f"{ISSUES_PREFIX}-*", f"{SCORES_PREFIX}-*", f"{INVALID_PREFIX}-*", REPORT_FILE]
+    for pattern in patterns:
+        for match in FileSystems.match([output_path(output_dir, pattern)])[0].metadata_list:
+            FileSystems.delete([match.path])
+            removed.append(match.path)
+    if removed:
+        _LOG.info("removed %d output file(s) of an earlier run in %s", len(removed), output_dir)
+    return removed
+
+
+def _write_summary(
+    summary: Dict[str, Any],
+    output_dir: str,
+    issue_files: Sequence[str],
+    score_files: Sequence[str],
+    invalid_files: Sequence[str],
+    input_description: Optional[str],
+) -> str:
+    summary = dict(summary)
+    summary["input"] = input_description
+    summary["label_issues_files"] = sorted(_basename(f) for f in issue_files)
+    summary["label_quality_scores_files"] = sorted(_basename(f) for f in score_files)
+    summary["invalid_records_files"] = sorted(_basename(f) for f in invalid_files)
+    final = output_path(output_dir, SUMMARY_FILE)
+    temporary = final + ".tmp"
+    with FileSystems.create(temporary, mime_type="application/json") as handle:
+        handle.write(json.dumps(summary, indent=2).encode("utf-8"))
+    if FileSystems.exists(final):
+        FileSystems.delete([final])
+    FileSystems.rename([temporary], [final])
+    return final
+
+
+def write_outputs(
+    result: LabelIssuesResult,
+    output_dir: str,
+    id_type: pa.DataType = pa.int64(),
+    class_names: Optional[Sequence[str]] = None,
+    input_description: Optional[str] = None,
+) -> beam.PCollection:
+    """Writes every output of ``result``; returns a PCollection of summary.json's path."""
+    with_names = class_names is not None
+    issue_files = result.issues | "WriteLabelIssues" >> beam.io.WriteToParquetBatched(
+        output_path(output_dir, ISSUES_PREFIX),
+        schema=tables.label_issues_schema(id_type, with_names),
+        file_name_suffix=".parquet",
+        num_shards=1,
+    )
+    score_files = result.issues.pipeline | "NoScores" >> beam.Create([])
+    if result.scores is not None:
+        score_files = result.scores | "WriteLabelQualityScores" >> beam.io.WriteToParquetBatched(
+            output_path(output_dir, SCORES_PREFIX),
+            schema=tables.label_quality_scores_schema(id_type, with_names),
+            file_name_suffix=".parquet",
+        )
+    invalid_files = (
+        result.invalid_records
+        | "InvalidToJson" >> beam.Map(lambda record: json.dumps(record, sort_keys=True))
+        | "WriteInvalidRecords" >> beam.io.WriteToText(
+            output_path(output_dir, INVALID_PREFIX), file_name_suffix=".jsonl", skip_if_empty=True
+        )
+    )
+    return result.summary | "WriteSummary" >> beam.Map(
+        _write_summary,
+        output_dir,
+        beam.pvalue.AsList(issue_files),
+        beam.pvalue.AsList(score_files),
+        beam.pvalue.AsList(invalid_files),
+        input_description,
+    )

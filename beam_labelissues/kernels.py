@@ -1,0 +1,303 @@
+"""Pure numpy kernels of confident learning, one function per step.
+
+No Beam in here: every function takes numpy arrays for one batch of examples and
+returns numpy arrays or plain Python values, so each step can be tested directly
+against cleanlab and read without knowing Beam.
+
+Shapes: ``labels`` is ``(n,)`` of integers in ``[0, K)``; ``pred_probs`` is
+``(n, K)`` of float16/32/64. Arithmetic that cleanlab does in float64 is done in
+float64 here whatever the input dtype, so float16/32 inputs give exactly the
+answer cleanlab gives on the same values cast to float64.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import List, Sequence, Tuple
+
+import numpy as np
+
+# The constants of cleanlab.internal.constants (cleanlab 2.9).
+FLOATING_POINT_COMPARISON = 1e-6
+CLIPPING_LOWER_BOUND = 1e-6
+CONFIDENT_THRESHOLDS_LOWER_BOUND = 2 * FLOATING_POINT_COMPARISON
+
+METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
+ESTIMATION_METHODS = ("off_diagonal", "off_diagonal_calibrated")
+
+# Exact sums: every float64 is an integer multiple of 2**-_EXACT_SCALE_BITS, so a
+# per-class sum kept as a Python int in those units is exact, associative and
+# independent of the order, batch size or worker count that fed it.
+_EXACT_SCALE_BITS = 1126
+_HALF_MANTISSA_BITS = 26
+# bincount adds float64 weights below 2**27; it stays exact below 2**53 in total.
+_MAX_ROWS_PER_EXACT_CHUNK = 1 << 25
+
+
+def self_confidence(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
+    """Returns ``pred_probs[i, labels[i]]`` as float64: the given label's probability."""
+    return pred_probs[np.arange(len(labels)), labels].astype(np.float64, copy=False)
+
+
+def predicted_labels(pred_probs: np.ndarray) -> np.ndarray:
+    """Returns the model's class, numpy's argmax (the first index among equal maxima)."""
+    return np.argmax(pred_probs, axis=1).astype(np.int64, copy=False)
+
+
+def exact_sums_by_class(labels: np.ndarray, values: np.ndarray, num_classes: int) -> List[int]:
+    """Returns, for each class k, the exact sum of ``values[labels == k]``.
+
+    Each sum is a Python int in units of ``2**-1126`` (see ``exact_to_float``).
+    Floating point sums depend on the order of addition, so thresholds computed
+    from them would change in the last bit with batch size or worker count;
+    these do not.
+    """
+    totals = [0] * num_classes
+    values = np.asarray(values, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    for start in range(0, len(values), _MAX_ROWS_PER_EXACT_CHUNK):
+        chunk = values[start:start + _MAX_ROWS_PER_EXACT_CHUNK]
+        chunk_labels = labels[start:start + _MAX_ROWS_PER_EXACT_CHUNK]
+        nonzero = chunk != 0
+        if not nonzero.all():
+            chunk, chunk_labels = chunk[nonzero], chunk_labels[nonzero]
+        if len(chunk) == 0:
+            continue
+        mantissa, exponent = np.frexp(chunk)
+        whole = np.ldexp(mantissa, 53)  # an integer below 2**53 in magnitude, exact
+        high = np.floor(np.ldexp(whole, -_HALF_MANTISSA_BITS))
+        low = whole - np.ldexp(high, _HALF_MANTISSA_BITS)
+        exp_min = int(exponent.min())
+        num_exponents = int(exponent.max()) - exp_min + 1
+        keys = chunk_labels * num_exponents + (exponent - exp_min)
+        size = num_classes * num_exponents
+        high_sums = np.bincount(keys, weights=high, minlength=size)
+        low_sums = np.bincount(keys, weights=low, minlength=size)
+        for key in np.flatnonzero((high_sums != 0) | (low_sums != 0)).tolist():
+            k, e = divmod(key, num_exponents)
+            part = (int(high_sums[key]) << _HALF_MANTISSA_BITS) + int(low_sums[key])
+            # value = part * 2**(exp - 53); in units of 2**-1126 shift by exp - 53 + 1126.
+            totals[k] += part << (e + exp_min - 53 + _EXACT_SCALE_BITS)
+    return totals
+
+
+def exact_to_float(total: int, count: int) -> float:
+    """Returns ``total / count`` correctly rounded, for a sum from ``exact_sums_by_class``."""
+    return total / (count << _EXACT_SCALE_BITS)
+
+
+def confident_thresholds(class_sums: Sequence[int], class_counts: np.ndarray) -> np.ndarray:
+    """Returns each class's mean self-confidence, clipped below at 2e-6.
+
+    A class that never occurs as a given label gets 2e-6, as in cleanlab's
+    ``LabelInspector`` (``cleanlab.count.get_confident_thresholds`` would give 2).
+    """
+    thresholds = np.array(
+        [exact_to_float(s, int(c)) if c > 0 else 0.0 for s, c in zip(class_sums, class_counts)],
+        dtype=np.float64,
+    )
+    return np.clip(thresholds, CONFIDENT_THRESHOLDS_LOWER_BOUND, None)
+
+
+def adjust_pred_probs(pred_probs: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Subtracts the thresholds, shifts by their max and renormalises each row.
+
+    The same operations in the same order as cleanlab's
+    ``_subtract_confident_thresholds``, so results agree bit for bit.
+    """
+    adjusted = pred_probs - thresholds
+    adjusted += thresholds.max()
+    adjusted /= adjusted.sum(axis=1, keepdims=True)
+    return adjusted
+
+
+def normalized_margin(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
+    """``(p_label - max_{j != label} p_j + 1) / 2``: low when another class beats the label."""
+    rows = np.arange(len(labels))
+    given = pred_probs[rows, labels].astype(np.float64)
+    others = np.array(pred_probs, dtype=np.float64, copy=True)
+    others[rows, labels] = -np.inf
+    return (given - others.max(axis=1) + 1) / 2
+
+
+def normalized_entropy(pred_probs: np.ndarray) -> np.ndarray:
+    """Entropy of each row divided by log(K), with ``0 * log 0 = 0``."""
+    probs = np.asarray(pred_probs, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(probs > 0, probs * np.log(probs), 0.0)
+    return -np.sum(terms, axis=1) / np.log(probs.shape[1])
+
+
+def confidence_weighted_entropy(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
+    """cleanlab's confidence-weighted entropy score, on probabilities clipped into [0, 1].
+
+    cleanlab raises for any probability outside [0, 1]; real predictions carry
+    rounding (values like 1.00001), so the tolerated ones are clipped first.
+    """
+    probs = np.clip(np.asarray(pred_probs, dtype=np.float64), 0.0, 1.0)
+    confidence = np.clip(self_confidence(labels, probs), CLIPPING_LOWER_BOUND, None)
+    ratio = normalized_entropy(probs) / confidence
+    return np.log(ratio + 1) / np.clip(ratio, CLIPPING_LOWER_BOUND, None)
+
+
+def label_quality_scores(
+    labels: np.ndarray,
+    pred_probs: np.ndarray,
+    thresholds: np.ndarray,
+    method: str = "self_confidence",
+    adjust: bool = False,
+) -> np.ndarray:
+    """Returns one float64 score per example in [0, 1]; low means the label is likely wrong.
+
+    Mirrors cleanlab's ``rank._compute_label_quality_scores`` as
+    ``LabelInspector.score_label_quality`` calls it.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if adjust:
+        if method == "confidence_weighted_entropy":
+            raise ValueError("adjust_pred_probs is not supported for confidence_weighted_entropy")
+        pred_probs = adjust_pred_probs(pred_probs, thresholds)
+    if method == "self_confidence":
+        return self_confidence(labels, pred_probs)
+    if method == "normalized_margin":
+        return normalized_margin(labels, pred_probs)
+    return confidence_weighted_entropy(labels, pred_probs)
+
+
+def confident_predictions(
+    pred_probs: np.ndarray, predicted: np.ndarray, thresholds: np.ndarray
+) -> np.ndarray:
+    """True where the predicted class's probability clears its threshold less 1e-6."""
+    top_prob = pred_probs[np.arange(len(predicted)), predicted]
+    return top_prob >= (thresholds - FLOATING_POINT_COMPARISON)[predicted]
+
+
+def issue_count_stats(
+    labels: np.ndarray, predicted: np.ndarray, confident: np.ndarray, num_classes: int
+) -> np.ndarray:
+    """Per given class, a ``(3, K)`` int64 array: prune_counts, normalization, class_counts.
+
+    ``normalization[k]`` counts examples labelled k whose prediction is confident;
+    ``prune_counts[k]`` those of them whose predicted class is not k. cleanlab's
+    ``off_diagonal`` estimate is ``prune_counts.sum()``; ``off_diagonal_calibrated``
+    rescales it per class.
+    """
+    disagree = predicted != labels
+    return np.stack(
+        [
+            np.bincount(labels[confident & disagree], minlength=num_classes),
+            np.bincount(labels[confident], minlength=num_classes),
+            np.bincount(labels, minlength=num_classes),
+        ]
+    ).astype(np.int64)
+
+
+def estimate_num_issues(
+    prune_counts: np.ndarray,
+    normalization: np.ndarray,
+    class_counts: np.ndarray,
+    estimation_method: str = "off_diagonal",
+) -> int:
+    """cleanlab's ``LabelInspector.get_num_issues`` from the summed per-class counts."""
+    if estimation_method == "off_diagonal":
+        return int(np.sum(prune_counts))
+    if estimation_method == "off_diagonal_calibrated":
+        calibrated = (
+            np.asarray(prune_counts, dtype=np.float64)
+            * np.asarray(class_counts, dtype=np.float64)
+            / np.clip(np.asarray(normalization, dtype=np.float64), CLIPPING_LOWER_BOUND, None)
+        )
+        return int(np.rint(np.sum(calibrated)))
+    raise ValueError(
+        f"unknown estimation_method {estimation_method!r}; "
+        f"choose one of {', '.join(ESTIMATION_METHODS)}"
+    )
+
+
+def model_agrees_with_label(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
+    """True where the model's argmax, after adding 1e-6 to the given label, is the label.
+
+    These examples are dropped from the issues, as cleanlab's ``_reduce_issues`` does.
+    """
+    bumped = np.array(pred_probs, dtype=np.float64, copy=True)
+    rows = np.arange(len(labels))
+    bumped[rows, labels] += FLOATING_POINT_COMPARISON
+    return np.argmax(bumped, axis=1) == labels
+
+
+def score_bins(scores: np.ndarray, num_bins: int) -> np.ndarray:
+    """Maps scores to histogram bins over [0, 1]; non-decreasing in the score.
+
+    Because the map is monotone, the n lowest scores all lie in bins at or below
+    the first bin where the cumulative count reaches n, which lets a pass drop
+    every other row before ranking.
+    """
+    bins = np.floor(np.asarray(scores, dtype=np.float64) * num_bins)
+    return np.clip(bins, 0, num_bins - 1).astype(np.int64)
+
+
+def cutoff_bin(histogram: np.ndarray, num_issues: int) -> int:
+    """The first bin where the cumulative count reaches ``num_issues``; -1 when it is 0."""
+    cumulative = np.cumsum(histogram)
+    if num_issues <= 0 or len(cumulative) == 0 or cumulative[-1] == 0:
+        return -1
+    return int(np.searchsorted(cumulative, min(num_issues, int(cumulative[-1])), side="left"))
+
+
+def order_by_score_then_id(scores: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Indices that sort by score ascending, ties by id ascending (ids may be ints or strings)."""
+    by_id = np.argsort(ids, kind="stable")
+    return by_id[np.argsort(scores[by_id], kind="stable")]
+
+
+def lowest_by_score_then_id(scores: np.ndarray, ids: np.ndarray, count: int) -> np.ndarray:
+    """Indices of the ``count`` rows lowest by (score, id), in that order."""
+    if count <= 0 or len(scores) == 0:
+        return np.zeros(0, dtype=np.int64)
+    if count < len(scores):
+        kth = np.partition(scores, count - 1)[count - 1]
+        keep = np.flatnonzero(scores <= kth)
+    else:
+        keep = np.arange(len(scores))
+    order = keep[order_by_score_then_id(scores[keep], ids[keep])]
+    return order[:count]
+
+
+def is_finite_probability(values: np.ndarray, tolerance: float) -> np.ndarray:
+    """True where a probability is finite and within ``tolerance`` of [0, 1]."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(values) & (values >= -tolerance) & (values <= 1 + tolerance)
+
+
+def invalid_row_reasons(
+    labels: np.ndarray, pred_probs: np.ndarray, num_classes: int, tolerance: float
+) -> Tuple[np.ndarray, List[str]]:
+    """Returns (indices of invalid rows, a reason for each), the one validation rule.
+
+    A row is invalid when its label is not in [0, K), or a probability is NaN,
+    infinite, or outside [0, 1] by more than ``tolerance``.
+    """
+    labels = np.asarray(labels)
+    if labels.dtype.kind == "u":
+        label_ok = labels < num_classes
+    else:
+        label_ok = (labels >= 0) & (labels < num_classes)
+    probs_ok_cells = is_finite_probability(pred_probs, tolerance)
+    probs_ok = probs_ok_cells.all(axis=1)
+    bad = np.flatnonzero(~(label_ok & probs_ok))
+    reasons = []
+    for i in bad.tolist():
+        if not label_ok[i]:
+            reasons.append(f"label {labels[i]} is not a class in [0, {num_classes})")
+            continue
+        column = int(np.flatnonzero(~probs_ok_cells[i])[0])
+        value = float(pred_probs[i, column])
+        if math.isfinite(value):
+            reasons.append(
+                f"pred_probs[{column}] = {value!r} is outside [0, 1] by more than "
+                f"the tolerance {tolerance!r}"
+            )
+        else:
+            reasons.append(f"pred_probs[{column}] is {value!r}, not a finite number")
+    return bad, reasons

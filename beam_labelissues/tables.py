@@ -1,0 +1,81 @@
+"""Arrow schemas and tables of the outputs: the contract other tools read."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from beam_labelissues.batches import IssueCandidates
+
+
+def label_issues_schema(id_type: pa.DataType, with_names: bool = False) -> pa.Schema:
+    """``label_issues-*.parquet``: one row per issue, ``rank`` 0 the most severe."""
+    fields = [
+        pa.field("rank", pa.int64(), nullable=False),
+        pa.field("id", id_type, nullable=False),
+        pa.field("given_label", pa.int64(), nullable=False),
+        pa.field("predicted_label", pa.int64(), nullable=False),
+        pa.field("label_quality", pa.float64(), nullable=False),
+    ]
+    if with_names:
+        fields += [pa.field("given_label_name", pa.string()), pa.field("predicted_label_name", pa.string())]
+    return pa.schema(fields)
+
+
+def label_quality_scores_schema(id_type: pa.DataType, with_names: bool = False) -> pa.Schema:
+    """``label_quality_scores-*.parquet``: every example's score and issue flag."""
+    fields = [
+        pa.field("id", id_type, nullable=False),
+        pa.field("given_label", pa.int64(), nullable=False),
+        pa.field("predicted_label", pa.int64(), nullable=False),
+        pa.field("label_quality", pa.float64(), nullable=False),
+        pa.field("is_label_issue", pa.bool_(), nullable=False),
+    ]
+    if with_names:
+        fields += [pa.field("given_label_name", pa.string()), pa.field("predicted_label_name", pa.string())]
+    return pa.schema(fields)
+
+
+def _names(labels: np.ndarray, class_names: Sequence[str]) -> pa.Array:
+    return pa.array(np.asarray(class_names, dtype=object)[labels], type=pa.string())
+
+
+def label_issues_table(
+    ranked: IssueCandidates, id_type: pa.DataType, class_names: Optional[Sequence[str]] = None
+) -> pa.Table:
+    """The issues, already in rank order, as a table with a ``rank`` column."""
+    columns = [
+        pa.array(np.arange(len(ranked), dtype=np.int64)),
+        pa.array(ranked.ids, type=id_type),
+        pa.array(ranked.given.astype(np.int64)),
+        pa.array(ranked.predicted.astype(np.int64)),
+        pa.array(ranked.scores.astype(np.float64)),
+    ]
+    if class_names is not None:
+        columns += [_names(ranked.given, class_names), _names(ranked.predicted, class_names)]
+    return pa.Table.from_arrays(columns, schema=label_issues_schema(id_type, class_names is not None))
+
+
+def label_quality_scores_table(
+    ids: np.ndarray,
+    given: np.ndarray,
+    predicted: np.ndarray,
+    scores: np.ndarray,
+    is_issue: np.ndarray,
+    id_type: pa.DataType,
+    class_names: Optional[Sequence[str]] = None,
+) -> pa.Table:
+    columns = [
+        pa.array(ids, type=id_type),
+        pa.array(given.astype(np.int64)),
+        pa.array(predicted.astype(np.int64)),
+        pa.array(scores.astype(np.float64)),
+        pa.array(is_issue.astype(bool)),
+    ]
+    if class_names is not None:
+        columns += [_names(given, class_names), _names(predicted, class_names)]
+    return pa.Table.from_arrays(
+        columns, schema=label_quality_scores_schema(id_type, class_names is not None)
+    )

@@ -1,0 +1,40 @@
+"""beam-labelissues: confident learning (cleanlab's find_label_issues_batched) on Apache Beam."""
+
+import os
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def read(name):
+    with open(os.path.join(HERE, name), encoding="utf-8") as handle:
+        return handle.read()
+
+
+setup(
+    name="beam-labelissues",
+    version="0.1.0",
+    description="Find label issues in classification datasets of any size with Apache Beam",
+    long_description=read("README.md"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.9",
+    packages=find_packages(include=["beam_labelissues", "beam_labelissues.*"]),
+    package_data={"beam_labelissues": ["demo_data/*"]},
+    include_package_data=True,
+    install_requires=[
+        "apache-beam>=2.60",
+        "numpy>=1.24",
+        "pyarrow>=14",
+    ],
+    extras_require={
+        # cleanlab is the test oracle only; it is never imported at run time.
+        "test": [
+            "cleanlab==2.9.0",
+            "pytest>=7",
+            "pytest-xdist>=3",
+        ],
+        "gcp": ["apache-beam[gcp]>=2.60"],
+    },
+)
