@@ -30,8 +30,12 @@ setup(
     ],
     extras_require={
         # cleanlab is the test oracle only; it is never imported at run time.
+        # report.html runs where the pipeline is launched, never on workers.
+        "report": ["matplotlib>=3.6"],
         "test": [
             "cleanlab==2.9.0",
+            "matplotlib>=3.6",
+            "pillow>=9",
             "pytest>=7",
             "pytest-xdist>=3",
         ],

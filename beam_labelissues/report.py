@@ -171,6 +171,7 @@ class IssueTable:
     pair_codes: np.ndarray
     pair_counts: np.ndarray
     top_rows: list[dict]
+    score_counts: np.ndarray | None  # issues per bin of the summary's score histogram
     score_min: float | None
     score_max: float | None
 
@@ -196,8 +197,9 @@ def _merge_pairs(codes: np.ndarray, counts: np.ndarray, new_codes: np.ndarray,
     return uniq, np.bincount(inverse, weights=all_counts, minlength=len(uniq)).astype(np.int64)
 
 
-def _read_issues(output_dir: str, num_classes: int) -> IssueTable:
-    """Stream the issues files once: pair counts, score range and the top rows by rank."""
+def _read_issues(output_dir: str, num_classes: int,
+                 bin_edges: Sequence[float] | None = None) -> IssueTable:
+    """Stream the issues files once: pair counts, score range, score histogram, top rows."""
     paths = _glob(output_dir, ISSUES_PATTERN)
     columns = list(_TOP_COLUMNS) + ["given_label_name", "predicted_label_name"]
     codes = np.zeros(0, np.int64)
@@ -205,6 +207,8 @@ def _read_issues(output_dir: str, num_classes: int) -> IssueTable:
     top: list[dict] = []
     num_rows = 0
     score_min, score_max = math.inf, -math.inf
+    edges = None if bin_edges is None else np.asarray(bin_edges, dtype=float)
+    score_counts = None if edges is None else np.zeros(len(edges) - 1, dtype=np.int64)
     for batch in _iter_issue_batches(paths, columns):
         if batch.num_rows == 0:
             continue
@@ -222,6 +226,8 @@ def _read_issues(output_dir: str, num_classes: int) -> IssueTable:
         scores = batch.column("label_quality").to_numpy(zero_copy_only=False)
         score_min = min(score_min, float(scores.min()))
         score_max = max(score_max, float(scores.max()))
+        if edges is not None:
+            score_counts += np.histogram(scores, bins=edges)[0]
         ranks = batch.column("rank").to_numpy(zero_copy_only=False)
         keep = np.argsort(ranks, kind="stable")[:TOP_ISSUES]
         top.extend(batch.take(keep).to_pylist())
@@ -231,6 +237,7 @@ def _read_issues(output_dir: str, num_classes: int) -> IssueTable:
         pair_codes=codes,
         pair_counts=counts,
         top_rows=top,
+        score_counts=score_counts,
         score_min=None if num_rows == 0 else score_min,
         score_max=None if num_rows == 0 else score_max,
     )
@@ -257,7 +264,9 @@ def _fmt_pct(part: float, whole: float) -> str:
 def _fmt_score(value: float | None) -> str:
     if value is None:
         return "–"
-    return f"{value:.4g}"
+    if value == 0 or abs(value) >= 1e-3:
+        return f"{value:.4f}"
+    return f"{value:.3e}"
 
 
 def _class_label(k: int, names: Sequence[str] | None) -> str:
@@ -284,6 +293,13 @@ def _new_figure(width: float, height: float):
     return fig
 
 
+def _integer_ticks(axis) -> None:
+    """Counts are whole numbers: never tick them at 0.5."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, facecolor="white")
@@ -298,28 +314,39 @@ def _style_axes(ax) -> None:
 
 
 def _score_histogram_figure(bin_edges: Sequence[float], counts: Sequence[int],
+                            issue_counts: np.ndarray | None,
                             issue_range: Sequence[float] | None) -> bytes:
-    """Scores of every example; a log axis keeps the rare low scores visible."""
+    """Scores of every example with the issues' share drawn over them.
+
+    A log axis keeps the rare low scores visible next to the mass near 1.
+    """
+    from matplotlib.ticker import FuncFormatter
+
     edges = np.asarray(bin_edges, dtype=float)
     values = np.asarray(counts, dtype=float)
     fig = _new_figure(10, 3.6)
     ax = fig.add_subplot()
     _style_axes(ax)
     ax.stairs(values, edges, fill=True, color=_BASE_COLOR, alpha=0.85, label="all examples")
+    if issue_counts is not None and issue_counts.any():
+        ax.stairs(issue_counts.astype(float), edges, fill=True, color=_ISSUE_COLOR,
+                  label=f"label issues ({int(issue_counts.sum()):,})")
     positive = values[values > 0]
     if positive.size and positive.max() / positive.min() > 100:
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else ""))
         ax.set_ylabel("examples (log scale)")
     else:
+        _integer_ticks(ax.yaxis)
         ax.set_ylabel("examples")
     if issue_range is not None:
         lo, hi = float(issue_range[0]), float(issue_range[1])
-        ax.axvspan(lo, max(hi, lo + 1e-3), color=_ISSUE_COLOR, alpha=0.18, lw=0,
-                   label=f"label issues: {_fmt_score(lo)} – {_fmt_score(hi)}")
-        ax.axvline(hi, color=_ISSUE_COLOR, lw=1.2, ls="--")
+        ax.axvspan(lo, hi, color=_ISSUE_COLOR, alpha=0.12, lw=0)
+        ax.axvline(hi, color=_ISSUE_COLOR, lw=1.2, ls="--",
+                   label=f"issues' scores: {_fmt_score(lo)} to {_fmt_score(hi)}")
     ax.set_xlim(edges[0], edges[-1])
     ax.set_xlabel("label quality score (low = likely mislabeled)")
-    ax.legend(loc="upper center", frameon=False)
+    ax.legend(loc="best", frameon=False)
     return _png(fig)
 
 
@@ -357,6 +384,7 @@ def _issues_per_class_figure(issues_per_class: np.ndarray, examples_per_class: n
         note = f"{int(c):,}" + (f"  ({100 * c / n_k:.1f}% of class)" if n_k else "  (no examples)")
         ax_issues.text(c, yi, " " + note, va="center", fontsize=8, color="#333")
     ax_issues.set_xlim(0, max(1, counts.max()) * 1.45)
+    _integer_ticks(ax_issues.xaxis)
     ax_issues.set_yticks(y, labels)
     ax_issues.invert_yaxis()
     ax_issues.set_xlabel("label issues with this given label")
@@ -410,6 +438,13 @@ def _confusion_figure(pair_codes: np.ndarray, pair_counts: np.ndarray, num_class
     bar = fig.colorbar(image, ax=ax, shrink=0.8, label="label issues" + scale_note)
     bar.ax.yaxis.set_major_formatter(ScalarFormatter())
     bar.ax.yaxis.set_minor_formatter(NullFormatter())
+    if not isinstance(norm, LogNorm):
+        _integer_ticks(bar.ax.yaxis)
+    if block == 1 and size <= 100:  # outline the cells so empty ones still read as a grid
+        ax.set_xticks(np.arange(-0.5, size), minor=True)
+        ax.set_yticks(np.arange(-0.5, size), minor=True)
+        ax.grid(which="minor", color="#e4e7eb", linewidth=0.6)
+        ax.tick_params(which="minor", length=0)
     if block == 1:
         if size <= 30:
             ticks = np.arange(size)
@@ -426,11 +461,10 @@ def _confusion_figure(pair_codes: np.ndarray, pair_counts: np.ndarray, num_class
         ax.set_xlabel(f"predicted label (blocks of {block} classes, by first class index)")
         ax.set_ylabel(f"given label (blocks of {block} classes)")
     if block == 1 and size <= HEATMAP_ANNOTATE_MAX_K:
-        threshold = math.sqrt(vmax)
         for (i, j), value in np.ndenumerate(matrix):
             if value:
                 ax.text(j, i, f"{value:,}", ha="center", va="center", fontsize=8,
-                        color="white" if value > threshold else "#222")
+                        color="white" if norm(value) > 0.6 else "#222")
     return _png(fig), block
 
 
@@ -450,13 +484,15 @@ def _thresholds_figure(thresholds: np.ndarray, examples_per_class: np.ndarray,
     else:
         ax.set_xlabel("class")
     ax.set_xlim(-0.7, k - 0.3)
-    ax.set_ylim(0, 1.02)
+    ax.set_ylim(0, 1.0)
     ax.set_ylabel("confident threshold")
     if (examples_per_class == 0).any():
         from matplotlib.patches import Patch
 
-        ax.legend(handles=[Patch(color=_MUTED_COLOR, label="class has no examples (floor 2e-6)")],
-                  loc="upper right", frameon=False, fontsize=8)
+        empty = np.flatnonzero(examples_per_class == 0)
+        ax.scatter(empty, np.full(len(empty), 0.02), marker="x", color=_MUTED_COLOR, zorder=3)
+        ax.legend(handles=[Patch(color=_MUTED_COLOR, label="× class has no examples (threshold is the 2e-6 floor)")],
+                  loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
     return _png(fig)
 
 
@@ -473,7 +509,7 @@ def _figure_card(key: str, label: str, value: Any, shown: str, note: str = "") -
     note_html = f'<div class="note">{_esc(note)}</div>' if note else ""
     return (
         f'<div class="card" data-key="{_esc(key)}" data-value="{_esc(value)}">'
-        f'<div class="label">{_esc(label)}</div><div class="value">{_esc(shown)}</div>'
+        f'<div class="value">{_esc(shown)}</div><div class="label">{_esc(label)}</div>'
         f"{note_html}</div>"
     )
 
@@ -513,7 +549,8 @@ def _headline_section(summary: dict) -> str:
     )
 
 
-def _histogram_section(summary: dict, issue_range: Sequence[float] | None) -> str:
+def _histogram_section(summary: dict, issue_counts: np.ndarray | None,
+                       issue_range: Sequence[float] | None) -> str:
     hist = summary.get("score_histogram")
     intro = (
         "<p>Label quality score of every example. Low scores mark labels the model "
@@ -521,14 +558,15 @@ def _histogram_section(summary: dict, issue_range: Sequence[float] | None) -> st
     )
     if issue_range is not None:
         intro += (
-            f" The shaded band is the range of scores among the issues "
-            f"({_esc(_fmt_score(issue_range[0]))} to {_esc(_fmt_score(issue_range[1]))}).</p>"
+            " Red: the label issues; the dashed line is the highest score among them "
+            f"(their scores range from {_esc(_fmt_score(issue_range[0]))} to "
+            f"{_esc(_fmt_score(issue_range[1]))}).</p>"
         )
     else:
         intro += " No label issues were found, so no range is marked.</p>"
     if not hist or not hist.get("counts"):
         return f'<section id="scores"><h2>Label quality scores</h2>{intro}<p class="empty">summary.json has no score histogram.</p></section>'
-    png = _score_histogram_figure(hist["bin_edges"], hist["counts"], issue_range)
+    png = _score_histogram_figure(hist["bin_edges"], hist["counts"], issue_counts, issue_range)
     return f'<section id="scores"><h2>Label quality scores</h2>{intro}{_img(png, "Histogram of label quality scores")}</section>'
 
 
@@ -658,8 +696,8 @@ p { margin: 6px 0; }
 img { display: block; max-width: 100%; height: auto; margin: 10px auto; }
 .cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(150px, 1fr)); gap: 12px; }
 .card { border: 1px solid #e4e7eb; border-radius: 8px; padding: 12px 14px; }
-.card .label { font-size: 13px; color: #616e7c; }
-.card .value { font-size: 24px; font-weight: 600; margin-top: 2px; }
+.card .label { font-size: 13px; color: #3e4c59; font-weight: 500; margin-top: 2px; }
+.card .value { font-size: 26px; font-weight: 600; line-height: 1.2; }
 .card .note { font-size: 11px; color: #7b8794; }
 .card[data-key="num_label_issues"] .value { color: #c0392b; }
 table { border-collapse: collapse; width: 100%; font-size: 13px; margin-top: 10px; }
@@ -708,7 +746,8 @@ def build_report_html(output_dir: str, class_names: Sequence[str] | None = None)
     if len(thresholds) != num_classes or len(examples_per_class) != num_classes:
         raise ValueError("summary.json: confident_thresholds and examples_per_class need num_classes entries")
 
-    issues = _read_issues(output_dir, num_classes)
+    hist = summary.get("score_histogram") or {}
+    issues = _read_issues(output_dir, num_classes, hist.get("bin_edges") or None)
     issues_per_class = np.bincount(issues.pair_codes // num_classes, weights=issues.pair_counts,
                                    minlength=num_classes).astype(np.int64)
     issue_range = summary.get("issue_score_range")
@@ -726,7 +765,7 @@ def build_report_html(output_dir: str, class_names: Sequence[str] | None = None)
         )
     sections += [
         _headline_section(summary),
-        _histogram_section(summary, issue_range),
+        _histogram_section(summary, issues.score_counts, issue_range),
         _per_class_section(issues_per_class, examples_per_class, names),
         _confusion_section(issues, num_classes, names),
         _thresholds_section(thresholds, examples_per_class, issues_per_class, names),

@@ -56,8 +56,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
             "Outputs in --output: label_issues-*.parquet (rank, id, given_label, predicted_label, "
             "label_quality; rank 0 is the most severe), summary.json (written last: its presence "
             "means the run finished), label_quality_scores-*.parquet with --write_scores, and "
-            "invalid_records-*.jsonl with --on_invalid skip. Outputs of an earlier run in the "
-            "same directory are removed first."
+            "invalid_records-*.jsonl with --on_invalid skip, report.html (plots, unless "
+            "--no_report). Outputs of an earlier run in the same directory are removed first. "
+            "'find_label_issues.py report OUTDIR' rebuilds report.html from an earlier run."
         ),
     )
     inputs = parser.add_argument_group("input (.npy files, as cleanlab's labels_file / pred_probs_file)")
@@ -137,7 +138,32 @@ def build_arg_parser() -> argparse.ArgumentParser:
         "review when running on the demo data.",
     )
     run.add_argument(
+        "--class_names",
+        default=None,
+        help="A file naming the classes, one per line (line k names class k) or a JSON list. "
+        "Names then appear in the printed summary, the report and as given_label_name / "
+        "predicted_label_name columns of label_issues.",
+    )
+    run.add_argument(
+        "--no_report",
+        action="store_true",
+        help="Do not write report.html (an HTML summary with plots; needs matplotlib, "
+        "pip install 'beam-labelissues[report]').",
+    )
+    run.add_argument(
         "--quiet", action="store_true", help="Print only warnings and the final summary."
+    )
+    return parser
+
+
+def build_report_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="find_label_issues.py report",
+        description="Rebuild report.html from the outputs of an earlier run.",
+    )
+    parser.add_argument("output_dir", help="The output directory of a finished run (holds summary.json).")
+    parser.add_argument(
+        "--class_names", default=None, help="Class names file (one per line or a JSON list)."
     )
     return parser
 
@@ -195,8 +221,23 @@ def open_inputs(args) -> NpyPair:
         raise UsageError(str(error)) from error
 
 
+def load_names(path: Optional[str], num_classes: Optional[int]) -> Optional[List[str]]:
+    if path is None:
+        return None
+    from beam_labelissues.report import load_class_names
+
+    try:
+        names = load_class_names(path)
+    except (OSError, ValueError) as error:
+        raise UsageError(str(error)) from error
+    if num_classes is not None and len(names) != num_classes:
+        raise UsageError(f"{path} names {len(names)} classes, but the data has {num_classes}")
+    return names
+
+
 def run_pipeline(args, beam_args: List[str]) -> dict:
     pair = open_inputs(args)
+    class_names = load_names(args.class_names, pair.num_classes)
     source = ReadNpyExamples(pair, batch_size=args.batch_size)
     transform = FindLabelIssues(
         num_classes=pair.num_classes,
@@ -207,6 +248,7 @@ def run_pipeline(args, beam_args: List[str]) -> dict:
         on_invalid=args.on_invalid,
         with_scores=args.write_scores,
         source=source,
+        class_names=class_names,
     )
     if not FileSystems.exists(args.output):
         FileSystems.mkdirs(args.output)
@@ -215,7 +257,9 @@ def run_pipeline(args, beam_args: List[str]) -> dict:
     started = time.monotonic()
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
     result = pipeline | "FindLabelIssues" >> transform
-    outputs.write_outputs(result, args.output, input_description=describe(pair))
+    outputs.write_outputs(
+        result, args.output, class_names=class_names, input_description=describe(pair)
+    )
     try:
         pipeline.run().wait_until_finish()
     except Exception as error:  # Beam wraps worker errors; surface ours plainly
@@ -274,11 +318,15 @@ def print_summary(args, summary: dict) -> None:
     top = read_top_issues(args.output, summary, None if args.human_review else 10)
     if top:
         print("\nMost severe issues:", file=out)
-        print(f"  {'rank':>4}  {'id':>10}  {'given':>5}  {'predicted':>9}  {'label_quality':>13}", file=out)
+        print(f"  {'rank':>4}  {'id':>10}  {'given':>14}  {'predicted':>14}  {'label_quality':>13}", file=out)
+        names = summary.get("class_names")
         for row in top[:10]:
+            given, predicted = row["given_label"], row["predicted_label"]
+            if names:
+                given, predicted = f"{names[given]} ({given})", f"{names[predicted]} ({predicted})"
             print(
-                f"  {row['rank']:>4}  {row['id']!s:>10}  {row['given_label']:>5}  "
-                f"{row['predicted_label']:>9}  {row['label_quality']:>13.6g}",
+                f"  {row['rank']:>4}  {row['id']!s:>10}  {given!s:>14}  "
+                f"{predicted!s:>14}  {row['label_quality']:>13.6g}",
                 file=out,
             )
     if args.human_review:
@@ -297,10 +345,44 @@ def print_summary(args, summary: dict) -> None:
     ):
         print(f"  {outputs.output_path(args.output, name)}", file=out)
     print(f"  {outputs.output_path(args.output, outputs.SUMMARY_FILE)}", file=out)
+    if getattr(args, "report_path", None):
+        print(f"  {args.report_path}", file=out)
+
+
+def write_report(output_dir: str, class_names: Optional[List[str]] = None) -> Optional[str]:
+    """Writes report.html where the launcher runs; skips it, with a warning, without matplotlib."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        _LOG.warning(
+            "matplotlib is not installed: no report.html (pip install 'beam-labelissues[report]')"
+        )
+        return None
+    from beam_labelissues.report import write_report as build
+
+    return build(output_dir, class_names)
+
+
+def report_main(argv: Sequence[str]) -> int:
+    args = build_report_parser().parse_args(argv)
+    try:
+        names = load_names(args.class_names, None)
+        if not FileSystems.exists(outputs.output_path(args.output_dir, outputs.SUMMARY_FILE)):
+            raise UsageError(f"{args.output_dir} holds no summary.json: not the output of a finished run")
+        path = write_report(args.output_dir, names)
+    except (UsageError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if path is None:
+        return 1
+    print(path)
+    return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["report"]:
+        return report_main(argv[1:])
     args, beam_args = parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
@@ -315,6 +397,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     if summary["num_examples"] == 0:
         _LOG.warning("the input has no valid examples: wrote an empty label_issues file")
+    if not args.no_report:
+        args.report_path = write_report(args.output, summary.get("class_names"))
     print_summary(args, summary)
     return 0
 

@@ -84,30 +84,34 @@ def write_outputs(
     id_type: pa.DataType = pa.int64(),
     class_names: Optional[Sequence[str]] = None,
     input_description: Optional[str] = None,
+    label: str = "WriteOutputs",
 ) -> beam.PCollection:
-    """Writes every output of ``result``; returns a PCollection of summary.json's path."""
+    """Writes every output of ``result``; returns a PCollection of summary.json's path.
+
+    ``label`` prefixes the step names, so one pipeline can write several results.
+    """
     with_names = class_names is not None
-    issue_files = result.issues | "WriteLabelIssues" >> beam.io.WriteToParquetBatched(
+    issue_files = result.issues | f"{label}/WriteLabelIssues" >> beam.io.WriteToParquetBatched(
         output_path(output_dir, ISSUES_PREFIX),
         schema=tables.label_issues_schema(id_type, with_names),
         file_name_suffix=".parquet",
         num_shards=1,
     )
-    score_files = result.issues.pipeline | "NoScores" >> beam.Create([])
+    score_files = result.issues.pipeline | f"{label}/NoScores" >> beam.Create([])
     if result.scores is not None:
-        score_files = result.scores | "WriteLabelQualityScores" >> beam.io.WriteToParquetBatched(
+        score_files = result.scores | f"{label}/WriteLabelQualityScores" >> beam.io.WriteToParquetBatched(
             output_path(output_dir, SCORES_PREFIX),
             schema=tables.label_quality_scores_schema(id_type, with_names),
             file_name_suffix=".parquet",
         )
     invalid_files = (
         result.invalid_records
-        | "InvalidToJson" >> beam.Map(lambda record: json.dumps(record, sort_keys=True))
-        | "WriteInvalidRecords" >> beam.io.WriteToText(
+        | f"{label}/InvalidToJson" >> beam.Map(lambda record: json.dumps(record, sort_keys=True))
+        | f"{label}/WriteInvalidRecords" >> beam.io.WriteToText(
             output_path(output_dir, INVALID_PREFIX), file_name_suffix=".jsonl", skip_if_empty=True
         )
     )
-    return result.summary | "WriteSummary" >> beam.Map(
+    return result.summary | f"{label}/WriteSummary" >> beam.Map(
         _write_summary,
         output_dir,
         beam.pvalue.AsList(issue_files),
