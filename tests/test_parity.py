@@ -90,7 +90,11 @@ def test_enough_cases_cover_every_option_and_dtype():
     assert min(s.num_classes for s in SPECS) == 2 and max(s.num_classes for s in SPECS) == 1000
 
 
-@pytest.mark.parametrize("index", range(len(CASES)), ids=[_case_id(c) for c in CASES])
+@pytest.mark.parametrize(
+    "index",
+    [pytest.param(i, id=_case_id(c), marks=pytest.mark.xdist_group(f"parity{i % NUM_GROUPS}"))
+     for i, c in enumerate(CASES)],
+)
 def test_pipeline_matches_cleanlab(index, tmp_path_factory):
     group = index % NUM_GROUPS
     base = tmp_path_factory.getbasetemp() / f"parity-group{group}"
