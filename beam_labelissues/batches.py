@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -57,26 +57,33 @@ class ScoredBatch:
     """What the scoring step knows about each row of one ``ExampleBatch``.
 
     ``confident`` marks rows whose predicted class clears its threshold, the
-    rows the issue count is built from. ``examples`` is kept for the steps fused
-    after scoring that need whole probability rows for a few candidates.
+    rows the issue count is built from; ``model_agrees`` rows that can never be
+    issues. The three are None when the step that scored the batch did not need them. ``examples`` is kept
+    for the steps fused after scoring that need whole probability rows for a few
+    candidates.
     """
 
     examples: ExampleBatch
-    predicted: np.ndarray
+    predicted: Optional[np.ndarray]
     scores: np.ndarray
-    confident: np.ndarray
+    confident: Optional[np.ndarray]
+    model_agrees: Optional[np.ndarray] = None
 
 
 @dataclasses.dataclass(frozen=True)
 class IssueCandidates:
-    """Rows that may be among the ``num_issues`` lowest scores, with what ranking needs."""
+    """Rows that may be label issues, with what ranking needs.
+
+    ``keep_lowest`` is for a bottom-n selection over such rows (rows lowest by
+    score, then id); ``model_agrees`` marks rows dropped from the issues after it.
+    """
 
     ids: np.ndarray
     given: np.ndarray
     predicted: np.ndarray
     scores: np.ndarray
     model_agrees: np.ndarray
-    num_issues: int
+    keep_lowest: int
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -88,7 +95,7 @@ class IssueCandidates:
             self.predicted[indices],
             self.scores[indices],
             self.model_agrees[indices],
-            self.num_issues,
+            self.keep_lowest,
         )
 
     @staticmethod
@@ -99,7 +106,7 @@ class IssueCandidates:
             np.concatenate([p.predicted for p in parts]),
             np.concatenate([p.scores for p in parts]),
             np.concatenate([p.model_agrees for p in parts]),
-            max(p.num_issues for p in parts),
+            max(p.keep_lowest for p in parts),
         )
 
     @staticmethod

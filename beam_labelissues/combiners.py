@@ -14,6 +14,7 @@ import apache_beam as beam
 import numpy as np
 
 from beam_labelissues import kernels
+from beam_labelissues.coders import BatchCoder
 from beam_labelissues.batches import ExampleBatch, IssueCandidates, ScoredBatch
 
 # Fine histogram of scores used to cut the candidates before ranking.
@@ -76,12 +77,14 @@ class ConfidentThresholdsFn(beam.CombineFn):
 
 @dataclasses.dataclass
 class IssueCountStats:
-    """Result of the count pass: per-class counts and the histogram of all scores."""
+    """Result of the count pass: per-class counts, the histogram of all scores and
+    the histogram of the scores of rows the model disagrees with (possible issues)."""
 
     prune_counts: np.ndarray
     normalization: np.ndarray
     class_counts: np.ndarray
     score_histogram: np.ndarray
+    issue_histogram: np.ndarray
 
     def num_issues(self, estimation_method: str) -> int:
         return kernels.estimate_num_issues(
@@ -93,7 +96,7 @@ class IssueCountStats:
 
 
 class IssueCountFn(beam.CombineFn):
-    """Sums per-class prune/normalisation/label counts and a score histogram."""
+    """Sums per-class prune/normalisation/label counts and two score histograms."""
 
     def __init__(self, num_classes: int, num_bins: int = NUM_SCORE_BINS):
         self._num_classes = num_classes
@@ -101,7 +104,7 @@ class IssueCountFn(beam.CombineFn):
 
     def create_accumulator(self):
         k = self._num_classes
-        return np.zeros((3, k), dtype=np.int64), np.zeros(self._num_bins, dtype=np.int64)
+        return np.zeros((3, k), dtype=np.int64), np.zeros((2, self._num_bins), dtype=np.int64)
 
     def add_input(self, accumulator, scored: ScoredBatch):
         if len(scored.scores) == 0:
@@ -110,9 +113,9 @@ class IssueCountFn(beam.CombineFn):
         counts += kernels.issue_count_stats(
             scored.examples.labels, scored.predicted, scored.confident, self._num_classes
         )
-        histogram += np.bincount(
-            kernels.score_bins(scored.scores, self._num_bins), minlength=self._num_bins
-        )
+        bins = kernels.score_bins(scored.scores, self._num_bins)
+        histogram[0] += np.bincount(bins, minlength=self._num_bins)
+        histogram[1] += np.bincount(bins[~scored.model_agrees], minlength=self._num_bins)
         return accumulator
 
     def merge_accumulators(self, accumulators):
@@ -126,7 +129,9 @@ class IssueCountFn(beam.CombineFn):
 
     def extract_output(self, accumulator) -> IssueCountStats:
         counts, histogram = accumulator
-        return IssueCountStats(counts[0].copy(), counts[1].copy(), counts[2].copy(), histogram.copy())
+        return IssueCountStats(
+            counts[0].copy(), counts[1].copy(), counts[2].copy(), histogram[0].copy(), histogram[1].copy()
+        )
 
 
 class LowestScoresFn(beam.CombineFn):
@@ -146,6 +151,9 @@ class LowestScoresFn(beam.CombineFn):
     def create_accumulator(self) -> List[IssueCandidates]:
         return []
 
+    def get_accumulator_coder(self):
+        return BatchCoder()
+
     @staticmethod
     def _rows(accumulator: List[IssueCandidates]) -> int:
         return sum(len(part) for part in accumulator)
@@ -154,14 +162,17 @@ class LowestScoresFn(beam.CombineFn):
         parts = [p for p in accumulator if len(p)]
         if not parts:
             return []
+        # Readers emit batches in id order: concatenated by first id, they usually
+        # stay in id order, which saves ranking a sort.
+        parts.sort(key=lambda part: part.ids[0])
         merged = IssueCandidates.concatenate(parts)
-        keep = kernels.lowest_by_score_then_id(merged.scores, merged.ids, merged.num_issues)
+        keep = kernels.lowest_by_score_then_id(merged.scores, merged.ids, merged.keep_lowest)
         return [merged.take(keep)]
 
     def _maybe_compact(self, accumulator):
         if not accumulator:
             return accumulator
-        limit = max(2 * max(p.num_issues for p in accumulator), self._MIN_COMPACT_ROWS)
+        limit = max(2 * max(p.keep_lowest for p in accumulator), self._MIN_COMPACT_ROWS)
         if self._rows(accumulator) > limit:
             return self._compact(accumulator)
         return accumulator
@@ -181,3 +192,42 @@ class LowestScoresFn(beam.CombineFn):
     def extract_output(self, accumulator) -> IssueCandidates:
         compacted = self._compact(accumulator)
         return compacted[0] if compacted else IssueCandidates.empty(self._id_dtype)
+
+
+@dataclasses.dataclass
+class IssueTotals:
+    """How many issues were ranked, and their lowest and highest score."""
+
+    num_issues: int = 0
+    min_score: float = float("inf")
+    max_score: float = float("-inf")
+
+    def score_range(self):
+        return [self.min_score, self.max_score] if self.num_issues else None
+
+
+class IssueTotalsFn(beam.CombineFn):
+    """Totals over the ranked ``(range_index, num_ranges, table)`` elements, for the summary."""
+
+    def create_accumulator(self) -> IssueTotals:
+        return IssueTotals()
+
+    def add_input(self, accumulator: IssueTotals, ranked) -> IssueTotals:
+        table = ranked[2]
+        if table.num_rows:
+            scores = table.column("label_quality").to_numpy()
+            accumulator.num_issues += table.num_rows
+            accumulator.min_score = min(accumulator.min_score, float(scores.min()))
+            accumulator.max_score = max(accumulator.max_score, float(scores.max()))
+        return accumulator
+
+    def merge_accumulators(self, accumulators) -> IssueTotals:
+        merged = IssueTotals()
+        for other in accumulators:
+            merged.num_issues += other.num_issues
+            merged.min_score = min(merged.min_score, other.min_score)
+            merged.max_score = max(merged.max_score, other.max_score)
+        return merged
+
+    def extract_output(self, accumulator: IssueTotals) -> IssueTotals:
+        return accumulator

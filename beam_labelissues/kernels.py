@@ -215,15 +215,26 @@ def estimate_num_issues(
     )
 
 
-def model_agrees_with_label(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
-    """True where the model's argmax, after adding 1e-6 to the given label, is the label.
+def model_agrees(
+    labels: np.ndarray, predicted: np.ndarray, top_prob: np.ndarray, label_prob: np.ndarray
+) -> np.ndarray:
+    """True where argmax of pred_probs, after adding 1e-6 to the label's entry, is the label.
 
-    These examples are dropped from the issues, as cleanlab's ``_reduce_issues`` does.
+    cleanlab's ``_reduce_issues`` drops these from the issues. Computed from each
+    row's argmax, its probability and the label's probability, without copying
+    rows: the bumped label wins outright when it exceeds the top probability, and
+    on an exact tie when it comes first (numpy's argmax takes the first maximum).
     """
-    bumped = np.array(pred_probs, dtype=np.float64, copy=True)
+    bumped = np.asarray(label_prob, dtype=np.float64) + FLOATING_POINT_COMPARISON
+    top = np.asarray(top_prob, dtype=np.float64)
+    return (predicted == labels) | (bumped > top) | ((bumped == top) & (predicted > labels))
+
+
+def model_agrees_with_label(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
+    """``model_agrees`` for whole probability rows."""
+    predicted = predicted_labels(pred_probs)
     rows = np.arange(len(labels))
-    bumped[rows, labels] += FLOATING_POINT_COMPARISON
-    return np.argmax(bumped, axis=1) == labels
+    return model_agrees(labels, predicted, pred_probs[rows, predicted], pred_probs[rows, labels])
 
 
 def score_bins(scores: np.ndarray, num_bins: int) -> np.ndarray:
@@ -245,8 +256,34 @@ def cutoff_bin(histogram: np.ndarray, num_issues: int) -> int:
     return int(np.searchsorted(cumulative, min(num_issues, int(cumulative[-1])), side="left"))
 
 
+def plan_rank_ranges(
+    issue_histogram: np.ndarray, cutoff_bin: int, max_issues_per_range: int
+) -> List[Tuple[int, int]]:
+    """Splits the score bins below ``cutoff_bin`` into ranges of at most about
+    ``max_issues_per_range`` issues each, so each range can be ranked on its own worker.
+
+    Returns ``(first_bin, rank_offset)`` per range; the offset is the number of
+    issues in the bins before it, all of which are issues (see ``cutoff_bin``).
+    Every range holds at least one issue; a single bin heavier than the budget
+    becomes a range of its own. The cutoff bin's issues join the last range.
+    """
+    ranges: List[Tuple[int, int]] = []
+    in_range, offset = 0, 0
+    counts = np.asarray(issue_histogram[: max(cutoff_bin, 0)], dtype=np.int64)
+    for first_bin in np.flatnonzero(counts).tolist():
+        count = int(counts[first_bin])
+        if not ranges or in_range + count > max_issues_per_range:
+            ranges.append((first_bin, offset))
+            in_range = 0
+        in_range += count
+        offset += count
+    return ranges
+
+
 def order_by_score_then_id(scores: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Indices that sort by score ascending, ties by id ascending (ids may be ints or strings)."""
+    if len(ids) < 2 or bool(np.all(ids[1:] >= ids[:-1])):
+        return np.argsort(scores, kind="stable")  # already in id order: one stable sort does
     by_id = np.argsort(ids, kind="stable")
     return by_id[np.argsort(scores[by_id], kind="stable")]
 
@@ -270,6 +307,16 @@ def is_finite_probability(values: np.ndarray, tolerance: float) -> np.ndarray:
         return np.isfinite(values) & (values >= -tolerance) & (values <= 1 + tolerance)
 
 
+def _all_valid(labels: np.ndarray, pred_probs: np.ndarray, num_classes: int, tolerance: float) -> bool:
+    """The common case in a few vectorised reductions: min/max propagate NaN, and
+    a NaN fails every comparison, so this is False whenever any value is bad."""
+    if pred_probs.size == 0:
+        return True
+    low, high = pred_probs.min(), pred_probs.max()
+    labels_ok = labels.min() >= 0 and labels.max() < num_classes
+    return bool(labels_ok and low >= -tolerance and high <= 1 + tolerance)
+
+
 def invalid_row_reasons(
     labels: np.ndarray, pred_probs: np.ndarray, num_classes: int, tolerance: float
 ) -> Tuple[np.ndarray, List[str]]:
@@ -279,6 +326,8 @@ def invalid_row_reasons(
     infinite, or outside [0, 1] by more than ``tolerance``.
     """
     labels = np.asarray(labels)
+    if len(labels) and _all_valid(labels, pred_probs, num_classes, tolerance):
+        return np.zeros(0, dtype=np.int64), []
     if labels.dtype.kind == "u":
         label_ok = labels < num_classes
     else:

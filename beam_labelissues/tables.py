@@ -43,11 +43,14 @@ def _names(labels: np.ndarray, class_names: Sequence[str]) -> pa.Array:
 
 
 def label_issues_table(
-    ranked: IssueCandidates, id_type: pa.DataType, class_names: Optional[Sequence[str]] = None
+    ranked: IssueCandidates,
+    id_type: pa.DataType,
+    class_names: Optional[Sequence[str]] = None,
+    first_rank: int = 0,
 ) -> pa.Table:
-    """The issues, already in rank order, as a table with a ``rank`` column."""
+    """The issues, already in rank order, as a table with a ``rank`` column from ``first_rank``."""
     columns = [
-        pa.array(np.arange(len(ranked), dtype=np.int64)),
+        pa.array(np.arange(first_rank, first_rank + len(ranked), dtype=np.int64)),
         pa.array(ranked.ids, type=id_type),
         pa.array(ranked.given.astype(np.int64)),
         pa.array(ranked.predicted.astype(np.int64)),

@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Any, Dict, NamedTuple, Optional, Sequence
+from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 from apache_beam.metrics import Metrics
 
+from beam_labelissues import coders  # noqa: F401  registers the coders of the batch types
 from beam_labelissues import kernels, tables
 from beam_labelissues.batches import ExampleBatch, IssueCandidates, ScoredBatch, validate_batch
 from beam_labelissues.combiners import (
@@ -25,6 +26,8 @@ from beam_labelissues.combiners import (
     ConfidentThresholdsFn,
     IssueCountFn,
     IssueCountStats,
+    IssueTotals,
+    IssueTotalsFn,
     LowestScoresFn,
     ThresholdStats,
 )
@@ -32,6 +35,9 @@ from beam_labelissues.combiners import (
 NAMESPACE = "beam_labelissues"
 ON_INVALID_CHOICES = ("fail", "skip")
 DEFAULT_TOLERANCE = 1e-4
+# Issues one worker ranks at once (about 100 bytes each while sorting); more are split into
+# score ranges ranked apart. Small ranges keep the ranking step's memory flat as N grows.
+DEFAULT_MAX_ISSUES_PER_WORKER = 1 << 16
 _LOG = logging.getLogger(__name__)
 
 
@@ -77,11 +83,29 @@ class LabelIssuesOptions:
 
 @dataclasses.dataclass(frozen=True)
 class IssueCut:
-    """What the ranking pass needs from the count pass."""
+    """What the ranking pass needs from the count pass.
+
+    The ``num_issues`` lowest rows by (score, id) are every row in score bins
+    below ``cutoff_bin`` and the ``take_from_cutoff_bin`` lowest of that bin. The
+    issues among them are ranked in score ranges, each on its own worker, that
+    start at ``range_first_bins``, the first rank of range r being
+    ``range_offsets[r]``; the last range also takes the cutoff bin's issues. With
+    no issue below the cutoff bin, that bin alone is the one range.
+    """
 
     num_issues: int
     cutoff_bin: int
     num_bins: int
+    take_from_cutoff_bin: int
+    range_first_bins: Tuple[int, ...]
+    range_offsets: Tuple[int, ...]
+
+    @property
+    def num_ranges(self) -> int:
+        return max(1, len(self.range_first_bins))
+
+    def range_of(self, bins: np.ndarray) -> np.ndarray:
+        return np.searchsorted(np.asarray(self.range_first_bins), bins, side="right") - 1
 
 
 class _Progress:
@@ -104,6 +128,7 @@ class _Progress:
             _LOG.info("%s: %s rows so far in this worker, %.0f rows/s", self._stage, f"{self._rows:,}", rate)
 
 
+@beam.typehints.with_output_types(ExampleBatch)
 class ValidateExamples(beam.DoFn):
     """Applies the validation rule; fails on the first invalid record or sets it aside.
 
@@ -141,15 +166,22 @@ class ValidateExamples(beam.DoFn):
             yield valid
 
 
+@beam.typehints.with_output_types(ScoredBatch)
 class ScoreLabelQuality(beam.DoFn):
-    """Scores each example's label with the confident thresholds as a side input."""
+    """Scores each example's label with the confident thresholds as a side input.
 
-    def __init__(self, options: LabelIssuesOptions):
+    ``with_predictions`` adds every row's predicted class, whether it clears its
+    threshold and whether the model agrees with the label, which the count
+    needs; the ranking pass skips that argmax over all rows and predicts only
+    its few candidates.
+    """
+
+    def __init__(self, options: LabelIssuesOptions, with_predictions: bool = True):
         self._options = options
+        self._with_predictions = with_predictions
 
     def process(self, batch: ExampleBatch, threshold_stats: ThresholdStats):
         thresholds = threshold_stats.thresholds
-        predicted = kernels.predicted_labels(batch.pred_probs)
         scores = kernels.label_quality_scores(
             batch.labels,
             batch.pred_probs,
@@ -157,29 +189,82 @@ class ScoreLabelQuality(beam.DoFn):
             method=self._options.method,
             adjust=self._options.adjust_pred_probs,
         )
-        confident = kernels.confident_predictions(batch.pred_probs, predicted, thresholds)
-        yield ScoredBatch(batch, predicted, scores, confident)
+        if not self._with_predictions:
+            yield ScoredBatch(batch, None, scores, None)
+            return
+        predicted = kernels.predicted_labels(batch.pred_probs)
+        rows = np.arange(len(batch))
+        top_prob = batch.pred_probs[rows, predicted]
+        confident = top_prob >= (thresholds - kernels.FLOATING_POINT_COMPARISON)[predicted]
+        agrees = kernels.model_agrees(batch.labels, predicted, top_prob, batch.pred_probs[rows, batch.labels])
+        yield ScoredBatch(batch, predicted, scores, confident, agrees)
+
+
+def _candidates(examples: ExampleBatch, rows: np.ndarray, scores: np.ndarray, keep_lowest: int) -> IssueCandidates:
+    labels = examples.labels[rows]
+    pred_probs = examples.pred_probs[rows]
+    predicted = kernels.predicted_labels(pred_probs)
+    index = np.arange(len(rows))
+    agrees = kernels.model_agrees(labels, predicted, pred_probs[index, predicted], pred_probs[index, labels])
+    return IssueCandidates(examples.ids[rows], labels, predicted, scores[rows], agrees, keep_lowest)
 
 
 class SelectIssueCandidates(beam.DoFn):
-    """Keeps only rows in score bins at or below the cut: the only ones that can rank."""
+    """Keeps the rows that can be issues, keyed by the score range that ranks them.
+
+    Rows in bins below the cutoff bin are among the n lowest for sure: only
+    those the model disagrees with are kept. Every row of the cutoff bin goes to
+    the ``boundary`` output, where a bottom-n combiner picks the lowest.
+    """
+
+    BOUNDARY = "boundary"
 
     def process(self, scored: ScoredBatch, cut: IssueCut):
+        last_range = cut.num_ranges - 1
+        # An empty part for the last range from every batch: its group, and file, always exist.
+        yield last_range, IssueCandidates.empty(scored.examples.ids.dtype)
         if cut.cutoff_bin < 0:
             return
-        rows = np.flatnonzero(kernels.score_bins(scored.scores, cut.num_bins) <= cut.cutoff_bin)
+        bins = kernels.score_bins(scored.scores, cut.num_bins)
+        rows = np.flatnonzero(bins <= cut.cutoff_bin)
         if len(rows) == 0:
             return
-        examples = scored.examples
-        labels = examples.labels[rows]
-        yield IssueCandidates(
-            ids=examples.ids[rows],
-            given=labels,
-            predicted=scored.predicted[rows],
-            scores=scored.scores[rows],
-            model_agrees=kernels.model_agrees_with_label(labels, examples.pred_probs[rows]),
-            num_issues=cut.num_issues,
-        )
+        candidates = _candidates(scored.examples, rows, scored.scores, cut.take_from_cutoff_bin)
+        in_cutoff_bin = bins[rows] == cut.cutoff_bin
+        if in_cutoff_bin.any():
+            yield beam.pvalue.TaggedOutput(self.BOUNDARY, candidates.take(np.flatnonzero(in_cutoff_bin)))
+        sure = np.flatnonzero(~in_cutoff_bin & ~candidates.model_agrees)
+        if len(sure) == 0:
+            return
+        ranges = cut.range_of(bins[rows[sure]])
+        for range_index in np.unique(ranges).tolist():
+            yield int(range_index), candidates.take(sure[ranges == range_index])
+
+
+def _ranked(parts: Sequence[IssueCandidates], id_dtype: Any) -> IssueCandidates:
+    parts = [part for part in parts if len(part)]
+    if not parts:
+        return IssueCandidates.empty(id_dtype)
+    issues = IssueCandidates.concatenate(parts)
+    return issues.take(kernels.order_by_score_then_id(issues.scores, issues.ids))
+
+
+class RankIssueRange(beam.DoFn):
+    """Sorts one score range's issues by (score, id) and gives them their global ranks."""
+
+    def __init__(self, id_type: pa.DataType, class_names: Optional[Sequence[str]]):
+        self._id_type = id_type
+        self._class_names = class_names
+
+    def process(self, keyed_parts, cut: IssueCut, boundary: IssueCandidates):
+        range_index, parts = keyed_parts
+        parts = list(parts)
+        if range_index == cut.num_ranges - 1:
+            parts.append(boundary.take(np.flatnonzero(~boundary.model_agrees)))
+        issues = _ranked(parts, object)
+        first_rank = cut.range_offsets[range_index] if cut.range_offsets else 0
+        table = tables.label_issues_table(issues, self._id_type, self._class_names, first_rank=first_rank)
+        yield range_index, cut.num_ranges, table
 
 
 class MarkLabelIssues(beam.DoFn):
@@ -189,50 +274,50 @@ class MarkLabelIssues(beam.DoFn):
         self._id_type = id_type
         self._class_names = class_names
 
-    def process(self, scored: ScoredBatch, last_selected: Optional[tuple]):
+    def process(self, scored: ScoredBatch, cut: IssueCut, boundary: IssueCandidates):
         examples = scored.examples
-        is_issue = np.zeros(len(examples), dtype=bool)
-        if last_selected is not None:
-            score, last_id = last_selected
-            selected = (scored.scores < score) | ((scored.scores == score) & (examples.ids <= last_id))
-            rows = np.flatnonzero(selected)
-            if len(rows):
-                agrees = kernels.model_agrees_with_label(examples.labels[rows], examples.pred_probs[rows])
-                is_issue[rows[~agrees]] = True
+        bins = kernels.score_bins(scored.scores, cut.num_bins)
+        lowest = bins < cut.cutoff_bin
+        if len(boundary):
+            last_score, last_id = boundary.scores[-1], boundary.ids[-1]
+            lowest |= (bins == cut.cutoff_bin) & (
+                (scored.scores < last_score) | ((scored.scores == last_score) & (examples.ids <= last_id))
+            )
         yield tables.label_quality_scores_table(
             examples.ids,
             examples.labels,
             scored.predicted,
             scored.scores,
-            is_issue,
+            lowest & ~scored.model_agrees,
             self._id_type,
             self._class_names,
         )
 
 
-def _issue_cut(stats: IssueCountStats, threshold_stats: ThresholdStats, estimation_method: str) -> IssueCut:
+def _issue_cut(
+    stats: IssueCountStats, threshold_stats: ThresholdStats, estimation_method: str, max_issues_per_range: int
+) -> IssueCut:
     num_issues = min(stats.num_issues(estimation_method), threshold_stats.num_examples)
-    _LOG.info("estimated number of label issues: %s", f"{num_issues:,}")
+    last_bin = kernels.cutoff_bin(stats.score_histogram, num_issues)
+    below = int(stats.score_histogram[:last_bin].sum()) if last_bin > 0 else 0
+    ranges = kernels.plan_rank_ranges(stats.issue_histogram, last_bin, max_issues_per_range)
+    _LOG.info(
+        "estimated number of label issues: %s; ranking them in %d score range(s)",
+        f"{num_issues:,}",
+        max(1, len(ranges)),
+    )
     return IssueCut(
         num_issues=num_issues,
-        cutoff_bin=kernels.cutoff_bin(stats.score_histogram, num_issues),
+        cutoff_bin=last_bin,
         num_bins=len(stats.score_histogram),
+        take_from_cutoff_bin=num_issues - below if last_bin >= 0 else 0,
+        range_first_bins=tuple(first for first, _ in ranges),
+        range_offsets=tuple(offset for _, offset in ranges),
     )
 
 
-def _last_selected(selected: IssueCandidates) -> Optional[tuple]:
-    """The (score, id) of the last of the n lowest rows, the boundary for marking issues."""
-    if len(selected) == 0:
-        return None
-    return float(selected.scores[-1]), selected.ids[-1]
-
-
-def _drop_agreeing(selected: IssueCandidates) -> IssueCandidates:
-    return selected.take(np.flatnonzero(~selected.model_agrees))
-
-
 def _summary(
-    issues: pa.Table,
+    totals: IssueTotals,
     threshold_stats: ThresholdStats,
     count_stats: IssueCountStats,
     cut: IssueCut,
@@ -240,12 +325,11 @@ def _summary(
     options: LabelIssuesOptions,
     class_names: Optional[Sequence[str]],
 ) -> Dict[str, Any]:
-    scores = issues.column("label_quality").to_numpy()
     histogram = count_stats.summary_histogram()
     return {
         "num_examples": threshold_stats.num_examples,
         "num_classes": options.num_classes,
-        "num_label_issues": issues.num_rows,
+        "num_label_issues": totals.num_issues,
         "num_issues_estimated": cut.num_issues,
         "confident_thresholds": threshold_stats.thresholds.tolist(),
         "examples_per_class": threshold_stats.examples_per_class.tolist(),
@@ -255,7 +339,7 @@ def _summary(
         "tolerance": options.tolerance,
         "on_invalid": options.on_invalid,
         "num_invalid_records": int(num_invalid),
-        "issue_score_range": [float(scores.min()), float(scores.max())] if len(scores) else None,
+        "issue_score_range": totals.score_range(),
         "score_histogram": {
             "bin_edges": np.linspace(0.0, 1.0, len(histogram) + 1).tolist(),
             "counts": histogram.tolist(),
@@ -267,17 +351,20 @@ def _summary(
 class LabelIssuesResult(NamedTuple):
     """The PCollections ``FindLabelIssues`` produces.
 
-    - ``issues``: one ``pyarrow.Table`` with the ranked issues (schema ``label_issues_schema``).
+    - ``issues``: ``(range_index, num_ranges, pyarrow.Table)`` elements: the ranked issues
+      of each score range (schema ``label_issues_schema``, ``rank`` global), one
+      element per range; none only when the input has no valid example.
     - ``scores``: ``pyarrow.Table`` batches of every example's score, or None unless
       ``with_scores``.
     - ``summary``: one dict, the content of ``summary.json``.
-    - ``invalid_records``: dicts (id, reason, label, pred_probs) when ``on_invalid='skip'``.
+    - ``invalid_records``: dicts (id, reason, label, pred_probs) with ``on_invalid='skip'``,
+      else None.
     """
 
     issues: beam.PCollection
     scores: Optional[beam.PCollection]
     summary: beam.PCollection
-    invalid_records: beam.PCollection
+    invalid_records: Optional[beam.PCollection]
 
 
 class FindLabelIssues(beam.PTransform):
@@ -306,9 +393,13 @@ class FindLabelIssues(beam.PTransform):
         source: Optional[beam.PTransform] = None,
         id_type: pa.DataType = pa.int64(),
         class_names: Optional[Sequence[str]] = None,
+        max_issues_per_worker: int = DEFAULT_MAX_ISSUES_PER_WORKER,
         label: Optional[str] = None,
     ):
         super().__init__(label)
+        if int(max_issues_per_worker) < 1:
+            raise ValueError(f"max_issues_per_worker must be >= 1, got {max_issues_per_worker!r}")
+        self._max_issues_per_worker = int(max_issues_per_worker)
         self._options = LabelIssuesOptions(
             num_classes=int(num_classes),
             method=method,
@@ -328,69 +419,102 @@ class FindLabelIssues(beam.PTransform):
     def options(self) -> LabelIssuesOptions:
         return self._options
 
-    def _examples(self, pinput, stage: str, report_invalid: bool):
-        """Valid examples for one pass, read afresh when there is a source."""
-        if self._source is not None:
-            if not isinstance(pinput, beam.pvalue.PBegin):
-                raise TypeError("with source=, apply FindLabelIssues to the pipeline, not a PCollection")
-            raw = pinput | f"Read{stage}" >> self._source
-        else:
+    def _reader(self, pinput):
+        """A function giving each pass its raw ``ExampleBatch`` PCollection.
+
+        With a source, every pass reads the files again, its task list included:
+        a task list shared by the passes would let the runner fuse all reads into
+        one stage and hold the later passes' batches until their side inputs are
+        ready, the whole dataset in memory.
+        """
+        if self._source is None:
             if not isinstance(pinput, beam.PCollection):
                 raise TypeError("apply FindLabelIssues to a PCollection of ExampleBatch, or give source=")
-            raw = pinput
+            return lambda stage: pinput
+        if not isinstance(pinput, beam.pvalue.PBegin):
+            raise TypeError("with source=, apply FindLabelIssues to the pipeline, not a PCollection")
+        return lambda stage: pinput | f"Read{stage}" >> self._source
+
+    def _validated(self, raw, stage: str, report_invalid: bool):
         outputs = raw | f"Validate{stage}" >> beam.ParDo(
             ValidateExamples(self._options, stage, report_invalid)
         ).with_outputs(ValidateExamples.INVALID, main="valid")
         return outputs.valid, outputs[ValidateExamples.INVALID]
 
+    def _empty_results(self, id_dtype):
+        """What each global step gives on empty input, so its side input has a value.
+
+        The combines run ``without_defaults()``: a default costs every combine two
+        extra stages, while these values are known when the pipeline is built.
+        """
+        k = self._options.num_classes
+        thresholds = ConfidentThresholdsFn(k).extract_output(ConfidentThresholdsFn(k).create_accumulator())
+        counts_fn = IssueCountFn(k, NUM_SCORE_BINS)
+        counts = counts_fn.extract_output(counts_fn.create_accumulator())
+        cut = _issue_cut(counts, thresholds, self._options.estimation_method, self._max_issues_per_worker)
+        return thresholds, counts, cut, IssueCandidates.empty(id_dtype), IssueTotals()
+
     def expand(self, pinput) -> LabelIssuesResult:
         options = self._options
-        rereads = self._source is not None
         id_dtype = np.int64 if pa.types.is_integer(self._id_type) else object
+        no_thresholds, no_counts, no_cut, no_boundary, no_totals = self._empty_results(id_dtype)
+        read = self._reader(pinput)
 
-        valid, invalid = self._examples(pinput, "ForThresholds", report_invalid=True)
+        valid, invalid = self._validated(read("ForThresholds"), "ForThresholds", report_invalid=True)
         threshold_stats = valid | "ConfidentThresholds" >> beam.CombineGlobally(
             ConfidentThresholdsFn(options.num_classes)
-        )
-        thresholds_side = beam.pvalue.AsSingleton(threshold_stats)
+        ).without_defaults()
+        thresholds_side = beam.pvalue.AsSingleton(threshold_stats, default_value=no_thresholds)
 
-        def scored(stage: str):
-            examples = self._examples(pinput, stage, report_invalid=False)[0] if rereads else valid
+        def scored(stage: str, with_predictions: bool = True):
+            examples = valid if self._source is None else self._validated(read(stage), stage, False)[0]
             return examples | f"ScoreLabelQuality{stage}" >> beam.ParDo(
-                ScoreLabelQuality(options), thresholds_side
+                ScoreLabelQuality(options, with_predictions), thresholds_side
             )
 
         count_stats = scored("ForCount") | "CountIssues" >> beam.CombineGlobally(
             IssueCountFn(options.num_classes, NUM_SCORE_BINS)
+        ).without_defaults()
+        counts_side = beam.pvalue.AsSingleton(count_stats, default_value=no_counts)
+        cut = count_stats | "IssueCut" >> beam.Map(
+            _issue_cut, thresholds_side, options.estimation_method, self._max_issues_per_worker
         )
-        cut = count_stats | "IssueCut" >> beam.Map(_issue_cut, thresholds_side, options.estimation_method)
-        cut_side = beam.pvalue.AsSingleton(cut)
+        cut_side = beam.pvalue.AsSingleton(cut, default_value=no_cut)
 
-        selected = (
-            scored("ForRanking")
-            | "SelectIssueCandidates" >> beam.ParDo(SelectIssueCandidates(), cut_side)
-            | "LowestScores" >> beam.CombineGlobally(LowestScoresFn(id_dtype))
-        )
+        candidates = scored("ForRanking", with_predictions=False) | "SelectIssueCandidates" >> beam.ParDo(
+            SelectIssueCandidates(), cut_side
+        ).with_outputs(SelectIssueCandidates.BOUNDARY, main="sure")
+        boundary = candidates[SelectIssueCandidates.BOUNDARY] | "LowestOfCutoffBin" >> beam.CombineGlobally(
+            LowestScoresFn(id_dtype)
+        ).without_defaults()
+        boundary_side = beam.pvalue.AsSingleton(boundary, default_value=no_boundary)
         issues = (
-            selected
-            | "DropModelAgrees" >> beam.Map(_drop_agreeing)
-            | "RankIssues" >> beam.Map(tables.label_issues_table, self._id_type, self._class_names)
+            candidates.sure
+            | "GroupByScoreRange" >> beam.GroupByKey()
+            | "RankIssues" >> beam.ParDo(RankIssueRange(self._id_type, self._class_names), cut_side, boundary_side)
         )
+        totals = issues | "IssueTotals" >> beam.CombineGlobally(IssueTotalsFn()).without_defaults()
+        totals_side = beam.pvalue.AsSingleton(totals, default_value=no_totals)
 
         scores = None
         if self._with_scores:
             scores = scored("ForScores") | "MarkLabelIssues" >> beam.ParDo(
-                MarkLabelIssues(self._id_type, self._class_names),
-                beam.pvalue.AsSingleton(selected | "LastSelected" >> beam.Map(_last_selected)),
+                MarkLabelIssues(self._id_type, self._class_names), cut_side, boundary_side
             )
 
-        num_invalid = invalid | "CountInvalid" >> beam.combiners.Count.Globally()
-        summary = issues | "Summary" >> beam.Map(
-            _summary,
+        if options.on_invalid == "skip":
+            num_invalid = beam.pvalue.AsSingleton(
+                invalid | "CountInvalid" >> beam.combiners.Count.Globally().without_defaults(), default_value=0
+            )
+        else:  # a run that meets an invalid record fails, so a finished one had none
+            num_invalid, invalid = 0, None
+        summary = pinput.pipeline | "SummaryOnce" >> beam.Create([None]) | "Summary" >> beam.Map(
+            lambda _, *args: _summary(*args),
+            totals_side,
             thresholds_side,
-            beam.pvalue.AsSingleton(count_stats),
+            counts_side,
             cut_side,
-            beam.pvalue.AsSingleton(num_invalid),
+            num_invalid,
             options,
             self._class_names,
         )

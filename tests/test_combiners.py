@@ -57,12 +57,14 @@ def test_issue_counts_do_not_depend_on_split():
     for b in batches:
         predicted = kernels.predicted_labels(b.pred_probs)
         scored.append(ScoredBatch(b, predicted, kernels.self_confidence(b.labels, b.pred_probs),
-                                  kernels.confident_predictions(b.pred_probs, predicted, thresholds)))
+                                  kernels.confident_predictions(b.pred_probs, predicted, thresholds),
+                                  kernels.model_agrees_with_label(b.labels, b.pred_probs)))
     fn = IssueCountFn(10)
     whole, split = _combine_whole(fn, scored), _combine_split(fn, scored, 4)
-    for name in ("prune_counts", "normalization", "class_counts", "score_histogram"):
+    for name in ("prune_counts", "normalization", "class_counts", "score_histogram", "issue_histogram"):
         np.testing.assert_array_equal(getattr(whole, name), getattr(split, name))
     assert whole.score_histogram.sum() == 20000
+    assert 0 < whole.issue_histogram.sum() < 20000
 
 
 def test_lowest_scores_keeps_exactly_the_n_lowest_by_score_then_id():

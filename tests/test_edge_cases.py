@@ -52,11 +52,12 @@ def test_unseen_class_zero_issues_and_layouts(tmp_path):
 
 
 def _outputs_equal(a, b):
-    assert a["issues"] == b["issues"]
+    assert a["issues"] == b["issues"]  # files are read in name order, which is rank order
     assert a["scores"] == b["scores"] or sorted(zip(*a["scores"].values())) == sorted(zip(*b["scores"].values()))
     # The number of score shards follows the bundles; everything else is identical.
-    summary_a = {k: v for k, v in a["summary"].items() if k != "label_quality_scores_files"}
-    summary_b = {k: v for k, v in b["summary"].items() if k != "label_quality_scores_files"}
+    shards = ("label_quality_scores_files", "label_issues_files")
+    summary_a = {k: v for k, v in a["summary"].items() if k not in shards}
+    summary_b = {k: v for k, v in b["summary"].items() if k not in shards}
     assert summary_a == summary_b
 
 
@@ -82,3 +83,18 @@ def test_multi_process_workers_give_the_same_output(tmp_path):
     assert_matches(cleanlab_expected(labels, probs, estimation_method="off_diagonal_calibrated"),
                    single["issues"], single["summary"], single["scores"])
     _outputs_equal(single, multi)
+
+
+def test_ranking_in_score_ranges_equals_ranking_in_one_place(tmp_path):
+    """A tiny memory budget splits the ranking over many score ranges; the output is the same."""
+    labels, probs = make_dataset(DatasetSpec(20000, 10, "float32", "int64", 0.3, seed=14, quantize=50))
+    options = {"with_scores": True, "method": "normalized_margin"}
+    cases = {f"budget{b}": (labels, probs, dict(options, max_issues_per_worker=b)) for b in (1, 97, 10**9)}
+    out = _run_cases(tmp_path, cases)
+    whole = out["budget1000000000"]
+    assert len(whole["issue_files"]) == 1
+    assert_matches(cleanlab_expected(labels, probs, method="normalized_margin"),
+                   whole["issues"], whole["summary"], whole["scores"])
+    for budget in ("budget1", "budget97"):
+        assert len(out[budget]["issue_files"]) > 10
+        _outputs_equal(whole, out[budget])

@@ -117,3 +117,24 @@ def test_invalid_row_reasons_name_the_problem():
     assert "label -1" in reasons[3]
     ok, _ = kernels.invalid_row_reasons(np.array([0], dtype=np.uint64), np.array([[1.00001, -0.00001]]), 2, 1e-4)
     assert len(ok) == 0
+
+
+def test_rank_ranges_respect_the_budget_and_offsets_count_the_issues_before():
+    histogram = np.array([0, 3, 0, 5, 1, 1, 0, 9, 2, 0])
+    assert kernels.plan_rank_ranges(histogram, 9, 5) == [(1, 0), (3, 3), (4, 8), (7, 10), (8, 19)]
+    assert kernels.plan_rank_ranges(histogram, 8, 5) == [(1, 0), (3, 3), (4, 8), (7, 10)]
+    assert kernels.plan_rank_ranges(histogram, 8, 10**9) == [(1, 0)]
+    assert kernels.plan_rank_ranges(histogram, 1, 5) == []
+    assert kernels.plan_rank_ranges(histogram, -1, 5) == []
+
+
+def test_model_agrees_matches_reduce_issues_on_exact_ties_in_either_order():
+    labels = np.array([0, 1, 2, 2, 0])
+    probs = np.array([
+        [0.4, 0.4, 0.2],          # tie, label first: agrees
+        [0.4, 0.4, 0.2],          # tie, label second: the bump decides
+        [0.3, 0.3, 0.3 - 1e-6],   # the bump brings the label level with the max
+        [0.5, 0.5 - 2e-6, 0.0],   # the bump falls short
+        [0.1, 0.2, 0.7],
+    ])
+    np.testing.assert_array_equal(kernels.model_agrees_with_label(labels, probs), _reduce_issues(probs, labels))

@@ -2,7 +2,8 @@
 
 Layout (a contract other tools read):
 
-- ``label_issues-00000-of-00001.parquet``: the ranked issues (always written, even empty);
+- ``label_issues-RRRRR-of-NNNNN.parquet``: the ranked issues, one file per score range
+  (at least one, even when empty; ``rank`` is global);
 - ``label_quality_scores-*.parquet``: every example, with ``--write_scores``;
 - ``invalid_records-*.jsonl``: the records left out, with ``on_invalid='skip'``;
 - ``summary.json``: written after every other file is complete, through a
@@ -16,10 +17,13 @@ import logging
 from typing import Any, Dict, List, Optional, Sequence
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from beam_labelissues import tables
+from beam_labelissues.batches import IssueCandidates
 from beam_labelissues.transforms import LabelIssuesResult
 
 SUMMARY_FILE = "summary.json"
@@ -45,7 +49,14 @@ def remove_previous_outputs(output_dir: str) -> List[str]:
     beside the new ones.
     """
     removed = []
-    patterns = [SUMMARY_FILE, f"{ISSUES_PREFIX}-*", f"{SCORES_PREFIX}-*", f"{INVALID_PREFIX}-*", REPORT_FILE]
+    patterns = [
+        SUMMARY_FILE,
+        f"{ISSUES_PREFIX}-*",
+        f".{ISSUES_PREFIX}-*",
+        f"{SCORES_PREFIX}-*",
+        f"{INVALID_PREFIX}-*",
+        REPORT_FILE,
+    ]
     for pattern in patterns:
         for match in FileSystems.match([output_path(output_dir, pattern)])[0].metadata_list:
             FileSystems.delete([match.path])
@@ -62,8 +73,11 @@ def _write_summary(
     score_files: Sequence[str],
     invalid_files: Sequence[str],
     input_description: Optional[str],
+    empty_issues: pa.Table,
 ) -> str:
     summary = dict(summary)
+    if not issue_files:  # no valid example reached the ranking: still one file, empty
+        issue_files = [_write_issues((0, 1, empty_issues), output_dir)]
     summary["input"] = input_description
     summary["label_issues_files"] = sorted(_basename(f) for f in issue_files)
     summary["label_quality_scores_files"] = sorted(_basename(f) for f in score_files)
@@ -72,6 +86,33 @@ def _write_summary(
     temporary = final + ".tmp"
     with FileSystems.create(temporary, mime_type="application/json") as handle:
         handle.write(json.dumps(summary, indent=2).encode("utf-8"))
+    if FileSystems.exists(final):
+        FileSystems.delete([final])
+    FileSystems.rename([temporary], [final])
+    return final
+
+
+# Rows per Parquet row group when writing the issues.
+_ISSUES_ROW_GROUP = 1 << 20
+
+
+def issues_file_name(range_index: int, num_ranges: int) -> str:
+    return f"{ISSUES_PREFIX}-{range_index:05d}-of-{num_ranges:05d}.parquet"
+
+
+def _write_issues(ranked, output_dir: str) -> str:
+    """Writes one score range's ranked issues to its Parquet file, through a temporary name.
+
+    Each range arrives as one table already in rank order, so a plain write beats
+    a sharded sink: no shuffle of the table, no extra stages.
+    """
+    range_index, num_ranges, issues = ranked
+    name = issues_file_name(range_index, num_ranges)
+    final = output_path(output_dir, name)
+    temporary = output_path(output_dir, f".{name}.tmp")
+    with FileSystems.create(temporary, mime_type="application/x-parquet") as handle:
+        with pq.ParquetWriter(handle, issues.schema) as writer:
+            writer.write_table(issues, row_group_size=_ISSUES_ROW_GROUP)
     if FileSystems.exists(final):
         FileSystems.delete([final])
     FileSystems.rename([temporary], [final])
@@ -91,31 +132,34 @@ def write_outputs(
     ``label`` prefixes the step names, so one pipeline can write several results.
     """
     with_names = class_names is not None
-    issue_files = result.issues | f"{label}/WriteLabelIssues" >> beam.io.WriteToParquetBatched(
-        output_path(output_dir, ISSUES_PREFIX),
-        schema=tables.label_issues_schema(id_type, with_names),
-        file_name_suffix=".parquet",
-        num_shards=1,
-    )
-    score_files = result.issues.pipeline | f"{label}/NoScores" >> beam.Create([])
+    issue_files = result.issues | f"{label}/WriteLabelIssues" >> beam.Map(_write_issues, output_dir)
+    score_files: Any = []
     if result.scores is not None:
-        score_files = result.scores | f"{label}/WriteLabelQualityScores" >> beam.io.WriteToParquetBatched(
-            output_path(output_dir, SCORES_PREFIX),
-            schema=tables.label_quality_scores_schema(id_type, with_names),
-            file_name_suffix=".parquet",
+        score_files = beam.pvalue.AsList(
+            result.scores
+            | f"{label}/WriteLabelQualityScores" >> beam.io.WriteToParquetBatched(
+                output_path(output_dir, SCORES_PREFIX),
+                schema=tables.label_quality_scores_schema(id_type, with_names),
+                file_name_suffix=".parquet",
+            )
         )
-    invalid_files = (
-        result.invalid_records
-        | f"{label}/InvalidToJson" >> beam.Map(lambda record: json.dumps(record, sort_keys=True))
-        | f"{label}/WriteInvalidRecords" >> beam.io.WriteToText(
-            output_path(output_dir, INVALID_PREFIX), file_name_suffix=".jsonl", skip_if_empty=True
+    invalid_files: Any = []
+    if result.invalid_records is not None:
+        invalid_files = beam.pvalue.AsList(
+            result.invalid_records
+            | f"{label}/InvalidToJson" >> beam.Map(lambda record: json.dumps(record, sort_keys=True))
+            | f"{label}/WriteInvalidRecords" >> beam.io.WriteToText(
+                output_path(output_dir, INVALID_PREFIX), file_name_suffix=".jsonl", skip_if_empty=True
+            )
         )
-    )
     return result.summary | f"{label}/WriteSummary" >> beam.Map(
         _write_summary,
         output_dir,
         beam.pvalue.AsList(issue_files),
-        beam.pvalue.AsList(score_files),
-        beam.pvalue.AsList(invalid_files),
+        score_files,
+        invalid_files,
         input_description,
+        tables.label_issues_table(
+            IssueCandidates.empty(np.int64 if pa.types.is_integer(id_type) else object), id_type, class_names
+        ),
     )

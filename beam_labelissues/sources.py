@@ -1,0 +1,39 @@
+"""The shape every file reader shares: small read tasks, and a DoFn that reads one.
+
+A pass over the data is ``Create(tasks) | ParDo(read)``; ``FindLabelIssues``
+applies a source once per pass, so each pass reads the files again and nothing
+of the dataset's size is held between passes. Readers of every format share
+this shape, so a new format only says how to split and how to read one piece.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List
+
+import apache_beam as beam
+
+
+class ExampleSource(beam.PTransform):
+    """A re-readable source of ``ExampleBatch`` elements.
+
+    Subclasses give ``read_tasks()`` (a list of small picklable descriptions, such
+    as row ranges or row groups) and ``read_dofn()`` (a DoFn turning one task
+    into ``ExampleBatch`` elements). Applied on its own it reads everything once.
+    """
+
+    def read_tasks(self) -> List[Any]:
+        raise NotImplementedError
+
+    def read_dofn(self) -> beam.DoFn:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+    def expand(self, pbegin):
+        # Create reshuffles its elements itself, so runners spread the tasks over workers.
+        return (
+            pbegin
+            | "ReadTasks" >> beam.Create(self.read_tasks())
+            | "Read" >> beam.ParDo(self.read_dofn())
+        )
