@@ -9,6 +9,7 @@ Beam pipeline option passes through (--runner, --direct_num_workers, ...).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -17,13 +18,15 @@ import time
 from typing import List, Optional, Sequence
 
 import apache_beam as beam
+import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
 
 from beam_labelissues import demo, kernels
 from beam_labelissues.io import outputs
 from beam_labelissues.io.npy import InputFileError, NpyPair, ReadNpyExamples, describe
+from beam_labelissues.io.parquet import ParquetDataset, ReadParquetExamples
 from beam_labelissues.transforms import (
     DEFAULT_TOLERANCE,
     ON_INVALID_CHOICES,
@@ -34,11 +37,31 @@ from beam_labelissues.transforms import (
 DEFAULT_OUTPUT = "label_issues_output"
 # The in-process runner: "DirectRunner" would first try to download the Prism runner.
 DEFAULT_RUNNER = "FnApiRunner"
+DEFAULT_LABEL_COLUMN = "label"
+DEFAULT_PRED_PROBS_COLUMN = "pred_probs"
+# The number of classes reported for an empty Parquet input whose K nothing tells.
+_UNKNOWN_NUM_CLASSES = 2
 _LOG = logging.getLogger("find_label_issues")
 
 
 class UsageError(Exception):
     """A problem with the command line or the inputs, reported without a traceback."""
+
+
+def _flag_value(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _add_flag(group, name: str, help_text: str) -> None:
+    """A switch: ``--name`` alone, or ``--name=true|false`` as a Flex Template passes it."""
+    group.add_argument(
+        name, nargs="?", const=True, default=False, type=_flag_value, metavar="true|false", help=help_text
+    )
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -72,6 +95,44 @@ def build_arg_parser() -> argparse.ArgumentParser:
         help="A .npy file of predicted probabilities, N x K, float16/32/64, same N as --labels_file "
         "(ideally out-of-sample, e.g. cross-validated).",
     )
+    parquet = parser.add_argument_group("input (Parquet files; instead of the .npy files)")
+    parquet.add_argument(
+        "--input",
+        help="Parquet files to read, a path or a glob such as 'gs://bucket/preds/*.parquet' "
+        "(local, gs:// or s3://). Files are read in sorted-name order, row groups in parallel.",
+    )
+    parquet.add_argument(
+        "--label_column",
+        default=None,
+        help=f"The column of given labels: any integer type, values in [0, K). Default: {DEFAULT_LABEL_COLUMN}.",
+    )
+    parquet.add_argument(
+        "--pred_probs_column",
+        default=None,
+        help="The column of predicted probabilities: a list, large_list or fixed_size_list of "
+        f"float16/32/64, one value per class. Default: {DEFAULT_PRED_PROBS_COLUMN}.",
+    )
+    parquet.add_argument(
+        "--pred_probs_columns",
+        default=None,
+        help="Instead of --pred_probs_column: a glob over column names with one float column per "
+        "class, such as 'p_*'. Class order follows the number each name ends with (p_2 before "
+        "p_10); the numbers must be consecutive.",
+    )
+    parquet.add_argument(
+        "--id_column",
+        default=None,
+        help="A column of example ids (any integer or string type), carried to the outputs "
+        "unchanged. Default: the row index over the files in sorted-name order.",
+    )
+    parquet.add_argument(
+        "--num_classes",
+        type=int,
+        default=None,
+        help="The number of classes K. Default: the number of columns of pred_probs (.npy), "
+        "else the fixed_size_list size, the number of --pred_probs_columns, or the length of "
+        "the first row's list in the first file (Parquet).",
+    )
     settings = parser.add_argument_group("confident learning (named as in cleanlab)")
     settings.add_argument(
         "--method",
@@ -81,10 +142,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
         "normalized_margin = (p_label - max other p + 1) / 2; confidence_weighted_entropy = "
         "normalized entropy over self-confidence, rescaled. Default: %(default)s.",
     )
-    settings.add_argument(
+    _add_flag(
+        settings,
         "--adjust_pred_probs",
-        action="store_true",
-        help="Subtract each class's confident threshold from pred_probs and renormalise before "
+        "Subtract each class's confident threshold from pred_probs and renormalise before "
         "scoring, to account for class imbalance (not with confidence_weighted_entropy).",
     )
     settings.add_argument(
@@ -117,10 +178,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
         default=DEFAULT_OUTPUT,
         help="Output directory (local, gs:// or s3://). Default: ./%(default)s.",
     )
-    run.add_argument(
+    _add_flag(
+        run,
         "--write_scores",
-        action="store_true",
-        help="Also write label_quality_scores-*.parquet: id, given_label, predicted_label, "
+        "Also write label_quality_scores-*.parquet: id, given_label, predicted_label, "
         "label_quality and is_label_issue for every example.",
     )
     run.add_argument(
@@ -144,15 +205,13 @@ def build_arg_parser() -> argparse.ArgumentParser:
         "Names then appear in the printed summary, the report and as given_label_name / "
         "predicted_label_name columns of label_issues.",
     )
-    run.add_argument(
+    _add_flag(
+        run,
         "--no_report",
-        action="store_true",
-        help="Do not write report.html (an HTML summary with plots; needs matplotlib, "
+        "Do not write report.html (an HTML summary with plots; needs matplotlib, "
         "pip install 'beam-labelissues[report]').",
     )
-    run.add_argument(
-        "--quiet", action="store_true", help="Print only warnings and the final summary."
-    )
+    _add_flag(run, "--quiet", "Print only warnings and the final summary.")
     return parser
 
 
@@ -207,7 +266,47 @@ def pipeline_options(beam_args: List[str]) -> PipelineOptions:
     return options
 
 
-def open_inputs(args) -> NpyPair:
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """What the command line's input options resolve to, checked before the pipeline starts."""
+
+    source: beam.PTransform
+    num_classes: int
+    id_type: pa.DataType
+    description: str
+    num_rows: int
+
+
+_PARQUET_ONLY = ("label_column", "pred_probs_column", "pred_probs_columns", "id_column")
+
+
+def open_inputs(args) -> Inputs:
+    """Opens and checks the input files; every problem is a ``UsageError``."""
+    npy_given = args.labels_file is not None or args.pred_probs_file is not None
+    if args.input is not None and npy_given:
+        raise UsageError("give either --input (Parquet) or --labels_file and --pred_probs_file (.npy), not both")
+    if args.num_classes is not None and args.num_classes < 2:
+        raise UsageError(f"--num_classes must be at least 2, got {args.num_classes}")
+    try:
+        if args.input is not None:
+            inputs = _open_parquet(args)
+        else:
+            given = [f"--{name}" for name in _PARQUET_ONLY if getattr(args, name) is not None]
+            if given:
+                raise UsageError(f"{', '.join(given)} only apply to Parquet input (--input)")
+            inputs = _open_npy(args)
+    except InputFileError as error:
+        raise UsageError(str(error)) from error
+    if inputs.num_rows == 0:
+        _LOG.warning(
+            "the input has zero rows (%s); the run will write a summary with num_examples 0 and an "
+            "empty label_issues file",
+            inputs.description,
+        )
+    return inputs
+
+
+def _open_npy(args) -> Inputs:
     if args.labels_file is None and args.pred_probs_file is None:
         args.labels_file, args.pred_probs_file = demo.DEMO_LABELS, demo.DEMO_PRED_PROBS
         if args.human_review is None:
@@ -215,10 +314,49 @@ def open_inputs(args) -> NpyPair:
         _LOG.info("no input given: using the bundled MNIST demo data")
     elif args.labels_file is None or args.pred_probs_file is None:
         raise UsageError("give both --labels_file and --pred_probs_file")
-    try:
-        return NpyPair.open(args.labels_file, args.pred_probs_file)
-    except InputFileError as error:
-        raise UsageError(str(error)) from error
+    pair = NpyPair.open(args.labels_file, args.pred_probs_file)
+    if args.num_classes is not None and args.num_classes != pair.num_classes:
+        raise UsageError(
+            f"--num_classes is {args.num_classes}, but {args.pred_probs_file} has {pair.num_classes} columns"
+        )
+    return Inputs(
+        source=ReadNpyExamples(pair, batch_size=args.batch_size),
+        num_classes=pair.num_classes,
+        id_type=pa.int64(),
+        description=describe(pair),
+        num_rows=pair.num_examples,
+    )
+
+
+def _open_parquet(args) -> Inputs:
+    if args.pred_probs_columns is not None and args.pred_probs_column is not None:
+        raise UsageError("give either --pred_probs_column or --pred_probs_columns, not both")
+    dataset = ParquetDataset.open(
+        args.input,
+        label_column=args.label_column or DEFAULT_LABEL_COLUMN,
+        pred_probs_column=args.pred_probs_column or DEFAULT_PRED_PROBS_COLUMN,
+        pred_probs_columns=args.pred_probs_columns,
+        id_column=args.id_column,
+        num_classes=args.num_classes,
+    )
+    num_classes = dataset.num_classes
+    if num_classes is None:
+        num_classes = _UNKNOWN_NUM_CLASSES
+        _LOG.warning(
+            "%s has zero rows and nothing tells the number of classes; the summary reports %d "
+            "(pass --num_classes to set it)",
+            args.input,
+            num_classes,
+        )
+    if dataset.columns.pred_probs_columns:
+        _LOG.info("class order of --pred_probs_columns: %s", ", ".join(dataset.columns.pred_probs_columns))
+    return Inputs(
+        source=ReadParquetExamples(dataset, num_classes=num_classes, batch_size=args.batch_size),
+        num_classes=num_classes,
+        id_type=dataset.id_type,
+        description=dataset.describe(),
+        num_rows=dataset.num_rows,
+    )
 
 
 def load_names(path: Optional[str], num_classes: Optional[int]) -> Optional[List[str]]:
@@ -235,31 +373,49 @@ def load_names(path: Optional[str], num_classes: Optional[int]) -> Optional[List
     return names
 
 
-def run_pipeline(args, beam_args: List[str]) -> dict:
-    pair = open_inputs(args)
-    class_names = load_names(args.class_names, pair.num_classes)
-    source = ReadNpyExamples(pair, batch_size=args.batch_size)
-    transform = FindLabelIssues(
-        num_classes=pair.num_classes,
-        method=args.method,
-        adjust_pred_probs=args.adjust_pred_probs,
-        estimation_method=args.estimation_method,
-        tolerance=args.tolerance,
-        on_invalid=args.on_invalid,
-        with_scores=args.write_scores,
-        source=source,
-        class_names=class_names,
-    )
-    if not FileSystems.exists(args.output):
-        FileSystems.mkdirs(args.output)
-    outputs.remove_previous_outputs(args.output)
-    _LOG.info("reading %s", describe(pair))
-    started = time.monotonic()
+def build_pipeline(args, beam_args: List[str]) -> beam.Pipeline:
+    """Checks the inputs and builds the pipeline; touches no output file."""
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UsageError(f"--batch_size must be at least 1, got {args.batch_size}")
+    inputs = open_inputs(args)
+    class_names = load_names(args.class_names, inputs.num_classes)
+    try:
+        transform = FindLabelIssues(
+            num_classes=inputs.num_classes,
+            method=args.method,
+            adjust_pred_probs=args.adjust_pred_probs,
+            estimation_method=args.estimation_method,
+            tolerance=args.tolerance,
+            on_invalid=args.on_invalid,
+            with_scores=args.write_scores,
+            source=inputs.source,
+            id_type=inputs.id_type,
+            class_names=class_names,
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+    _LOG.info("reading %s", inputs.description)
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
     result = pipeline | "FindLabelIssues" >> transform
     outputs.write_outputs(
-        result, args.output, class_names=class_names, input_description=describe(pair)
+        result,
+        args.output,
+        id_type=inputs.id_type,
+        class_names=class_names,
+        input_description=inputs.description,
     )
+    return pipeline
+
+
+def run_pipeline(args, beam_args: List[str]) -> Optional[dict]:
+    """Runs the pipeline and returns summary.json, or None for a dry run (nothing submitted)."""
+    pipeline = build_pipeline(args, beam_args)
+    dry_run = pipeline.options.view_as(TestOptions).dry_run
+    if not dry_run:
+        if not FileSystems.exists(args.output):
+            FileSystems.mkdirs(args.output)
+        outputs.remove_previous_outputs(args.output)
+    started = time.monotonic()
     try:
         pipeline.run().wait_until_finish()
     except Exception as error:  # Beam wraps worker errors; surface ours plainly
@@ -267,6 +423,10 @@ def run_pipeline(args, beam_args: List[str]) -> dict:
         if message is None:
             raise
         raise UsageError(message) from error
+    if dry_run:
+        runner = pipeline.options.view_as(StandardOptions).runner
+        _LOG.warning("dry run: the pipeline was translated for %s; no job was run or submitted", runner)
+        return None
     _LOG.info("pipeline finished in %.1f s", time.monotonic() - started)
     return read_summary(args.output)
 
@@ -293,14 +453,20 @@ def read_summary(output_dir: str) -> dict:
         return json.loads(handle.read().decode("utf-8"))
 
 
-def read_top_issues(output_dir: str, summary: dict, count: int = 10):
-    rows = []
+def read_issues_table(output_dir: str, summary: dict, columns=None):
+    import pyarrow as pa
+
+    tables = []
     for name in summary["label_issues_files"]:
         with FileSystems.open(outputs.output_path(output_dir, name)) as handle:
-            table = pq.read_table(handle)
-        rows.extend(table.to_pylist())
-    rows.sort(key=lambda row: row["rank"])
-    return rows[:count] if count is not None else rows
+            tables.append(pq.read_table(handle, columns=columns))
+    return pa.concat_tables(tables)
+
+
+def read_top_issues(output_dir: str, summary: dict, count: int = 10):
+    """The ``count`` most severe issues as dicts, without converting every row."""
+    table = read_issues_table(output_dir, summary)
+    return table.sort_by("rank").slice(0, count).to_pylist()
 
 
 def print_summary(args, summary: dict) -> None:
@@ -315,7 +481,7 @@ def print_summary(args, summary: dict) -> None:
     print(f"Confident thresholds: [{thresholds}{more}]", file=out)
     print(f"Issues estimated:     {summary['num_issues_estimated']:,}", file=out)
     print(f"Label issues found:   {summary['num_label_issues']:,} ({share:.2%} of examples)", file=out)
-    top = read_top_issues(args.output, summary, None if args.human_review else 10)
+    top = read_top_issues(args.output, summary, 10)
     if top:
         print("\nMost severe issues:", file=out)
         print(f"  {'rank':>4}  {'id':>10}  {'given':>14}  {'predicted':>14}  {'label_quality':>13}", file=out)
@@ -330,10 +496,11 @@ def print_summary(args, summary: dict) -> None:
                 file=out,
             )
     if args.human_review:
-        review = demo.review_of_issues([row["id"] for row in top], demo.load_human_review(args.human_review))
+        flagged = read_issues_table(args.output, summary, columns=["id"]).column("id").to_pylist()
+        review = demo.review_of_issues(flagged, demo.load_human_review(args.human_review))
         print(
             f"\nHuman review ({os.path.basename(args.human_review)}): {review['reviewed']} of the "
-            f"{len(top)} flagged examples were reviewed; the reviewers did not uphold the given "
+            f"{len(flagged)} flagged examples were reviewed; the reviewers did not uphold the given "
             f"label for {review['not_upheld']} of them.",
             file=out,
         )
@@ -379,6 +546,19 @@ def report_main(argv: Sequence[str]) -> int:
     return 0
 
 
+class _DropWorkerTracebacksOfInputErrors(logging.Filter):
+    """Beam's workers log the traceback of any failure before the runner re-raises it;
+    for a bad input record the one-line message printed at the end says it all."""
+
+    _MARKERS = ("InvalidRecordError", "InputFileError")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if record.exc_info:
+            text += logging.Formatter().formatException(record.exc_info)
+        return not any(marker in text for marker in self._MARKERS)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["report"]:
@@ -390,11 +570,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     if not args.quiet:
         logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_DropWorkerTracebacksOfInputErrors())
     try:
         summary = run_pipeline(args, beam_args)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if summary is None:
+        print("Dry run: the pipeline was built and translated; nothing was run.")
+        return 0
     if summary["num_examples"] == 0:
         _LOG.warning("the input has no valid examples: wrote an empty label_issues file")
     if not args.no_report:
