@@ -28,6 +28,7 @@ from beam_labelissues.io import outputs
 from beam_labelissues.io.npy import InputFileError, NpyPair, ReadNpyExamples, describe
 from beam_labelissues.io.parquet import ParquetDataset, ReadParquetExamples
 from beam_labelissues.transforms import (
+    DEFAULT_MAX_ISSUES_PER_WORKER,
     DEFAULT_TOLERANCE,
     ON_INVALID_CHOICES,
     FindLabelIssues,
@@ -189,7 +190,15 @@ def build_arg_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="Rows per batch. Default: as many rows as fit in about "
-        "16 MiB of pred_probs. Results never depend on it.",
+        "4 MiB of pred_probs. Results never depend on it.",
+    )
+    run.add_argument(
+        "--max_issues_per_worker",
+        type=int,
+        default=DEFAULT_MAX_ISSUES_PER_WORKER,
+        help="The most issues one worker holds while ranking them (about 100 bytes each). "
+        "More issues are split into score ranges ranked on separate workers, one "
+        "label_issues file per range; results never depend on it. Default: %(default)s.",
     )
     run.add_argument(
         "--human_review",
@@ -391,6 +400,7 @@ def build_pipeline(args, beam_args: List[str]) -> beam.Pipeline:
             source=inputs.source,
             id_type=inputs.id_type,
             class_names=class_names,
+            max_issues_per_worker=args.max_issues_per_worker,
         )
     except ValueError as error:
         raise UsageError(str(error)) from error
@@ -589,4 +599,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    # Tearing down an interpreter that loaded Beam takes about half a second, and
+    # everything is written by now: flush and leave without it.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(exit_code)
