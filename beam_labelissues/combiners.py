@@ -45,6 +45,7 @@ class ConfidentThresholdsFn(beam.CombineFn):
         return [[0] * self._num_classes, np.zeros(self._num_classes, dtype=np.int64)]
 
     def add_input(self, accumulator, batch: ExampleBatch):
+        from beam_labelissues.faults import maybe_fail_once; maybe_fail_once("thresholds")  # noqa: E702  test hook
         if len(batch) == 0:
             return accumulator
         sums, counts = accumulator
@@ -113,9 +114,11 @@ class IssueCountFn(beam.CombineFn):
         counts += kernels.issue_count_stats(
             scored.examples.labels, scored.predicted, scored.confident, self._num_classes
         )
-        bins = kernels.score_bins(scored.scores, self._num_bins)
-        histogram[0] += np.bincount(bins, minlength=self._num_bins)
-        histogram[1] += np.bincount(bins[~scored.model_agrees], minlength=self._num_bins)
+        # One bincount over (bin, model agrees): all rows, and those that can be issues.
+        keys = kernels.score_bins(scored.scores, self._num_bins) * 2 + scored.model_agrees
+        by_agreement = np.bincount(keys, minlength=2 * self._num_bins).reshape(self._num_bins, 2)
+        histogram[0] += by_agreement[:, 0] + by_agreement[:, 1]
+        histogram[1] += by_agreement[:, 0]
         return accumulator
 
     def merge_accumulators(self, accumulators):

@@ -181,6 +181,7 @@ class ScoreLabelQuality(beam.DoFn):
         self._with_predictions = with_predictions
 
     def process(self, batch: ExampleBatch, threshold_stats: ThresholdStats):
+        from beam_labelissues.faults import maybe_fail_once; maybe_fail_once("score")  # noqa: E702  test hook
         thresholds = threshold_stats.thresholds
         scores = kernels.label_quality_scores(
             batch.labels,
