@@ -111,7 +111,7 @@ class IssueCut:
 class _Progress:
     """Counts rows in a Beam counter and logs them with the rate every few seconds."""
 
-    def __init__(self, stage: str, interval_s: float = 10.0):
+    def __init__(self, stage: str, interval_s: float = 5.0):
         self._stage = stage
         self._interval_s = interval_s
         self._counter = Metrics.counter(NAMESPACE, f"{stage}_rows")
