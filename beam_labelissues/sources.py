@@ -19,7 +19,15 @@ class ExampleSource(beam.PTransform):
     Subclasses give ``read_tasks()`` (a list of small picklable descriptions, such
     as row ranges or row groups) and ``read_dofn()`` (a DoFn turning one task
     into ``ExampleBatch`` elements). Applied on its own it reads everything once.
+
+    ``reshuffle`` spreads the tasks over workers (what Dataflow, Flink and several
+    local workers need); a single in-process worker gains nothing from it but
+    an extra stage per pass.
     """
+
+    def __init__(self, reshuffle: bool = True):
+        super().__init__()
+        self.reshuffle = reshuffle
 
     def read_tasks(self) -> List[Any]:
         raise NotImplementedError
@@ -31,9 +39,8 @@ class ExampleSource(beam.PTransform):
         return type(self).__name__
 
     def expand(self, pbegin):
-        # Create reshuffles its elements itself, so runners spread the tasks over workers.
         return (
             pbegin
-            | "ReadTasks" >> beam.Create(self.read_tasks())
+            | "ReadTasks" >> beam.Create(self.read_tasks(), reshuffle=self.reshuffle)
             | "Read" >> beam.ParDo(self.read_dofn())
         )

@@ -21,7 +21,7 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, TestOptions
 
 from beam_labelissues import demo, kernels
 from beam_labelissues.io import outputs
@@ -275,6 +275,13 @@ def pipeline_options(beam_args: List[str]) -> PipelineOptions:
     return options
 
 
+def runs_in_one_local_worker(options: PipelineOptions) -> bool:
+    """True for the in-process runner with one worker, where spreading read tasks is moot."""
+    runner = options.view_as(StandardOptions).runner
+    workers = options.view_as(DirectOptions).direct_num_workers
+    return runner in ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner") and workers == 1
+
+
 @dataclasses.dataclass(frozen=True)
 class Inputs:
     """What the command line's input options resolve to, checked before the pipeline starts."""
@@ -329,7 +336,7 @@ def _open_npy(args) -> Inputs:
             f"--num_classes is {args.num_classes}, but {args.pred_probs_file} has {pair.num_classes} columns"
         )
     return Inputs(
-        source=ReadNpyExamples(pair, batch_size=args.batch_size),
+        source=ReadNpyExamples(pair, batch_size=args.batch_size, reshuffle=args.reshuffle),
         num_classes=pair.num_classes,
         id_type=pa.int64(),
         description=describe(pair),
@@ -360,7 +367,9 @@ def _open_parquet(args) -> Inputs:
     if dataset.columns.pred_probs_columns:
         _LOG.info("class order of --pred_probs_columns: %s", ", ".join(dataset.columns.pred_probs_columns))
     return Inputs(
-        source=ReadParquetExamples(dataset, num_classes=num_classes, batch_size=args.batch_size),
+        source=ReadParquetExamples(
+            dataset, num_classes=num_classes, batch_size=args.batch_size, reshuffle=args.reshuffle
+        ),
         num_classes=num_classes,
         id_type=dataset.id_type,
         description=dataset.describe(),
@@ -386,6 +395,8 @@ def build_pipeline(args, beam_args: List[str]) -> beam.Pipeline:
     """Checks the inputs and builds the pipeline; touches no output file."""
     if args.batch_size is not None and args.batch_size < 1:
         raise UsageError(f"--batch_size must be at least 1, got {args.batch_size}")
+    options = pipeline_options(beam_args)
+    args.reshuffle = not runs_in_one_local_worker(options)
     inputs = open_inputs(args)
     class_names = load_names(args.class_names, inputs.num_classes)
     try:
@@ -405,7 +416,7 @@ def build_pipeline(args, beam_args: List[str]) -> beam.Pipeline:
     except ValueError as error:
         raise UsageError(str(error)) from error
     _LOG.info("reading %s", inputs.description)
-    pipeline = beam.Pipeline(options=pipeline_options(beam_args))
+    pipeline = beam.Pipeline(options=options)
     result = pipeline | "FindLabelIssues" >> transform
     outputs.write_outputs(
         result,

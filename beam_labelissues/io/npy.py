@@ -219,8 +219,8 @@ def read_tasks(num_rows: int, rows_per_task: int) -> List[Tuple[int, int]]:
 class ReadNpyExamples(ExampleSource):
     """Reads labels.npy + pred_probs.npy as ``ExampleBatch`` elements; id = row index."""
 
-    def __init__(self, pair: NpyPair, batch_size: Optional[int] = None):
-        super().__init__()
+    def __init__(self, pair: NpyPair, batch_size: Optional[int] = None, reshuffle: bool = True):
+        super().__init__(reshuffle)
         self._pair = pair
         self._batch_rows = rows_per_batch(pair.num_classes, pair.pred_probs.dtype.itemsize, batch_size)
 

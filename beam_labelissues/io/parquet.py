@@ -494,8 +494,14 @@ class _ReadRowGroups(beam.DoFn):
 class ReadParquetExamples(ExampleSource):
     """Reads a ``ParquetDataset`` as ``ExampleBatch`` elements, row groups in parallel."""
 
-    def __init__(self, dataset: ParquetDataset, num_classes: Optional[int] = None, batch_size: Optional[int] = None):
-        super().__init__()
+    def __init__(
+        self,
+        dataset: ParquetDataset,
+        num_classes: Optional[int] = None,
+        batch_size: Optional[int] = None,
+        reshuffle: bool = True,
+    ):
+        super().__init__(reshuffle)
         self._dataset = dataset
         self._num_classes = num_classes if num_classes is not None else dataset.num_classes
         if self._num_classes is None:
