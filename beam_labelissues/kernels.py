@@ -39,6 +39,24 @@ def self_confidence(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
     return pred_probs[np.arange(len(labels)), labels].astype(np.float64, copy=False)
 
 
+def class_index_dtype(num_classes: int) -> np.dtype:
+    """The narrowest unsigned dtype that holds every class index."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if num_classes <= np.iinfo(dtype).max + 1:
+            return np.dtype(dtype)
+    return np.dtype(np.int64)
+
+
+def narrow_integers(values: np.ndarray) -> np.ndarray:
+    """Integer values as int32 when they fit (ids of fewer than 2**31 rows); others unchanged."""
+    if values.dtype.kind not in "iu" or values.dtype.itemsize <= 4 or len(values) == 0:
+        return values
+    limits = np.iinfo(np.int32)
+    if values.min() >= limits.min and values.max() <= limits.max:
+        return values.astype(np.int32)
+    return values
+
+
 def predicted_labels(pred_probs: np.ndarray) -> np.ndarray:
     """Returns the model's class, numpy's argmax (the first index among equal maxima)."""
     return np.argmax(pred_probs, axis=1).astype(np.int64, copy=False)

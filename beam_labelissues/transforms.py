@@ -207,7 +207,16 @@ def _candidates(examples: ExampleBatch, rows: np.ndarray, scores: np.ndarray, ke
     predicted = kernels.predicted_labels(pred_probs)
     index = np.arange(len(rows))
     agrees = kernels.model_agrees(labels, predicted, pred_probs[index, predicted], pred_probs[index, labels])
-    return IssueCandidates(examples.ids[rows], labels, predicted, scores[rows], agrees, keep_lowest)
+    # Candidates are shuffled and held for ranking: the narrowest class dtype keeps them small.
+    class_dtype = kernels.class_index_dtype(examples.num_classes)
+    return IssueCandidates(
+        kernels.narrow_integers(examples.ids[rows]),
+        labels.astype(class_dtype),
+        predicted.astype(class_dtype),
+        scores[rows],
+        agrees,
+        keep_lowest,
+    )
 
 
 class SelectIssueCandidates(beam.DoFn):
