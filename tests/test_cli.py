@@ -130,3 +130,27 @@ def test_tolerated_rounding_is_used_as_given(tmp_path):
 def test_unknown_option_is_refused():
     result = run_cli("--metod", "self_confidence")
     assert result.returncode == 2 and "unrecognized arguments: --metod" in result.stderr
+
+
+def test_class_names_reach_the_issues_summary_and_report_and_report_rebuilds(tmp_path):
+    names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    (tmp_path / "names.json").write_text(json.dumps(names))
+    out_dir = tmp_path / "out"
+    result = run_cli("--output", str(out_dir), "--class_names", str(tmp_path / "names.json"), "--runner=FnApiRunner")
+    assert result.returncode == 0, result.stderr
+    table = pq.read_table(glob.glob(str(out_dir / "label_issues-*.parquet"))[0]).to_pydict()
+    assert table["given_label_name"] == [names[k] for k in table["given_label"]]
+    assert table["predicted_label_name"] == [names[k] for k in table["predicted_label"]]
+    assert json.loads((out_dir / "summary.json").read_text())["class_names"] == names
+    first = min(zip(table["rank"], table["given_label"]))[1]
+    assert f"{names[first]} ({first})" in result.stdout
+    report = out_dir / "report.html"
+    assert "seven (7)" in report.read_text()
+    report.unlink()
+    rebuilt = run_cli("report", str(out_dir))
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert report.exists() and "seven (7)" in report.read_text()
+    wrong = tmp_path / "three.txt"
+    wrong.write_text("a\nb\nc\n")
+    refused = run_cli("--output", str(tmp_path / "o2"), "--class_names", str(wrong))
+    assert refused.returncode == 2 and "names 3 classes, but the data has 10" in refused.stderr
