@@ -184,10 +184,9 @@ def label_quality_scores(
 
 
 def confident_predictions(
-    pred_probs: np.ndarray, predicted: np.ndarray, thresholds: np.ndarray
+    top_prob: np.ndarray, predicted: np.ndarray, thresholds: np.ndarray
 ) -> np.ndarray:
-    """True where the predicted class's probability clears its threshold less 1e-6."""
-    top_prob = pred_probs[np.arange(len(predicted)), predicted]
+    """True where the predicted class's probability ``top_prob`` clears its threshold less 1e-6."""
     return top_prob >= (thresholds - FLOATING_POINT_COMPARISON)[predicted]
 
 

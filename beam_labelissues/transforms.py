@@ -196,7 +196,7 @@ class ScoreLabelQuality(beam.DoFn):
         predicted = kernels.predicted_labels(batch.pred_probs)
         rows = np.arange(len(batch))
         top_prob = batch.pred_probs[rows, predicted]
-        confident = top_prob >= (thresholds - kernels.FLOATING_POINT_COMPARISON)[predicted]
+        confident = kernels.confident_predictions(top_prob, predicted, thresholds)
         agrees = kernels.model_agrees(batch.labels, predicted, top_prob, batch.pred_probs[rows, batch.labels])
         yield ScoredBatch(batch, predicted, scores, confident, agrees)
 

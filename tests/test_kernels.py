@@ -81,7 +81,7 @@ def test_issue_count_equals_label_inspector(estimation_method):
     inspector.score_label_quality(labels, probs)
     thresholds = inspector.get_confident_thresholds(silent=True)
     predicted = kernels.predicted_labels(probs)
-    confident = kernels.confident_predictions(probs, predicted, thresholds)
+    confident = kernels.confident_predictions(probs[np.arange(len(labels)), predicted], predicted, thresholds)
     stats = kernels.issue_count_stats(labels, predicted, confident, 10)
     assert kernels.estimate_num_issues(*stats, estimation_method) == inspector.get_num_issues(silent=True)
 
