@@ -311,11 +311,6 @@ def _issue_cut(
     last_bin = kernels.cutoff_bin(stats.score_histogram, num_issues)
     below = int(stats.score_histogram[:last_bin].sum()) if last_bin > 0 else 0
     ranges = kernels.plan_rank_ranges(stats.issue_histogram, last_bin, max_issues_per_range)
-    _LOG.info(
-        "estimated number of label issues: %s; ranking them in %d score range(s)",
-        f"{num_issues:,}",
-        max(1, len(ranges)),
-    )
     return IssueCut(
         num_issues=num_issues,
         cutoff_bin=last_bin,
@@ -324,6 +319,16 @@ def _issue_cut(
         range_first_bins=tuple(first for first, _ in ranges),
         range_offsets=tuple(offset for _, offset in ranges),
     )
+
+
+def _issue_cut_logged(*args) -> IssueCut:
+    cut = _issue_cut(*args)
+    _LOG.info(
+        "estimated number of label issues: %s; ranking them in %d score range(s)",
+        f"{cut.num_issues:,}",
+        cut.num_ranges,
+    )
+    return cut
 
 
 def _summary(
@@ -487,7 +492,7 @@ class FindLabelIssues(beam.PTransform):
         ).without_defaults()
         counts_side = beam.pvalue.AsSingleton(count_stats, default_value=no_counts)
         cut = count_stats | "IssueCut" >> beam.Map(
-            _issue_cut, thresholds_side, options.estimation_method, self._max_issues_per_worker
+            _issue_cut_logged, thresholds_side, options.estimation_method, self._max_issues_per_worker
         )
         cut_side = beam.pvalue.AsSingleton(cut, default_value=no_cut)
 
