@@ -20,6 +20,7 @@ from apache_beam.metrics import Metrics
 
 from beam_labelissues import coders  # noqa: F401  registers the coders of the batch types
 from beam_labelissues import kernels, tables
+from beam_labelissues.faults import maybe_fail_once
 from beam_labelissues.batches import ExampleBatch, IssueCandidates, ScoredBatch, validate_batch
 from beam_labelissues.combiners import (
     NUM_SCORE_BINS,
@@ -181,7 +182,7 @@ class ScoreLabelQuality(beam.DoFn):
         self._with_predictions = with_predictions
 
     def process(self, batch: ExampleBatch, threshold_stats: ThresholdStats):
-        from beam_labelissues.faults import maybe_fail_once; maybe_fail_once("score")  # noqa: E702  test hook
+        maybe_fail_once("score")  # a no-op unless a test asks for a failure
         thresholds = threshold_stats.thresholds
         scores = kernels.label_quality_scores(
             batch.labels,

@@ -9,6 +9,7 @@ Beam pipeline option passes through (--runner, --direct_num_workers, ...).
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
 import json
 import logging
@@ -246,9 +247,14 @@ def parse_args(argv: Sequence[str]):
     return args, beam_args
 
 
+# Options of a runner's Java job server that Python's option classes do not declare;
+# Beam passes them on to the job server.
+_JOB_SERVER_OPTIONS = {"flink_conf_dir"}
+
+
 def _is_beam_option(arg: str) -> bool:
     name = arg[2:].split("=", 1)[0]
-    known = set()
+    known = set(_JOB_SERVER_OPTIONS)
     for options_class in PipelineOptions.__subclasses__():
         _collect_option_names(options_class, known)
     return name in known
@@ -623,7 +629,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 if __name__ == "__main__":
     exit_code = main()
     # Tearing down an interpreter that loaded Beam takes about half a second, and
-    # everything is written by now: flush and leave without it.
+    # everything is written by now: run the exit handlers (Beam's stop job servers
+    # such as Flink's), flush, and leave without the teardown.
+    atexit._run_exitfuncs()
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
