@@ -139,12 +139,13 @@ class IssueCountFn(beam.CombineFn):
 
 
 class LowestScoresFn(beam.CombineFn):
-    """Keeps the ``num_issues`` candidates lowest by (score, id): a bottom-n combiner.
+    """Keeps the ``keep_lowest`` candidates lowest by (score, id): a bottom-n combiner.
 
-    ``beam.combiners.Top`` fixes n when the pipeline is built, but the number of
-    issues is only known at run time, so every candidate batch carries it. The
-    accumulator is a list of candidate batches, compacted to n rows whenever it
-    holds twice that, so adding a batch costs amortised O(batch size).
+    It picks the issues' share of the cutoff bin (see ``IssueCut``).
+    ``beam.combiners.Top`` fixes n when the pipeline is built, but n is only
+    known at run time, so every candidate batch carries it. The accumulator is a
+    list of candidate batches, compacted to n rows whenever it holds twice that,
+    so adding a batch costs amortised O(batch size).
     """
 
     _MIN_COMPACT_ROWS = 1 << 16
