@@ -17,9 +17,11 @@ DEMO_HUMAN_REVIEW = os.path.join(DEMO_DIR, "mnist_mturk.json")
 
 
 def load_human_review(path: str) -> Dict[int, dict]:
-    """Reads a ``*_mturk.json`` review: row id -> the votes of five reviewers."""
-    with open(path, encoding="utf-8") as handle:
-        return {int(entry["id"]): entry["mturk"] for entry in json.load(handle)}
+    """Reads a ``*_mturk.json`` review (local, gs:// or s3://): row id -> the votes of five reviewers."""
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.open(path) as handle:
+        return {int(entry["id"]): entry["mturk"] for entry in json.loads(handle.read().decode("utf-8"))}
 
 
 def review_of_issues(issue_ids: Iterable[int], review: Dict[int, dict]) -> Dict[str, int]:
