@@ -43,5 +43,7 @@ setup(
             "pytest-xdist>=3",
         ],
         "gcp": ["apache-beam[gcp]>=2.60"],
+        # benchmarks/run_benchmark.py: cleanlab to compare with, psutil to measure the process tree.
+        "bench": ["cleanlab==2.9.0", "psutil>=5"],
     },
 )
