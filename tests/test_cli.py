@@ -154,3 +154,20 @@ def test_class_names_reach_the_issues_summary_and_report_and_report_rebuilds(tmp
     wrong.write_text("a\nb\nc\n")
     refused = run_cli("--output", str(tmp_path / "o2"), "--class_names", str(wrong))
     assert refused.returncode == 2 and "names 3 classes, but the data has 10" in refused.stderr
+
+
+def test_local_workers_follow_the_data_size_unless_the_user_chose():
+    sys.path.insert(0, os.path.dirname(CLI))
+    import find_label_issues as cli
+
+    big = cli.MULTI_PROCESS_FROM_BYTES
+    assert cli.local_worker_args([], big - 1) == []
+    many = cli.local_worker_args([], big)
+    if (os.cpu_count() or 1) >= 2:
+        assert many == [f"--direct_num_workers={os.cpu_count()}", "--direct_running_mode=multi_processing"]
+    for chosen in (["--runner", "FlinkRunner"], ["--direct_num_workers=1"], ["--direct_running_mode", "in_memory"]):
+        assert cli.local_worker_args(chosen, big) == []
+    one = cli.pipeline_options(["--runner=FnApiRunner"])
+    two = cli.pipeline_options(["--direct_num_workers=2", "--direct_running_mode=multi_processing"])
+    assert cli.runs_in_one_local_worker(one) and not cli.runs_in_one_local_worker(two)
+    assert not cli.runs_in_one_local_worker(cli.pipeline_options(["--runner=PortableRunner"]))
