@@ -17,6 +17,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
 
 from beam_labelissues import coders  # noqa: F401  registers the coders of the batch types
 from beam_labelissues import kernels, tables
@@ -226,14 +227,27 @@ class SelectIssueCandidates(beam.DoFn):
     Rows in bins below the cutoff bin are among the n lowest for sure: only
     those the model disagrees with are kept. Every row of the cutoff bin goes to
     the ``boundary`` output, where a bottom-n combiner picks the lowest.
+
+    Kept rows are gathered per score range over the bundle and emitted as one
+    part per range (sooner if ``_FLUSH_ROWS`` rows are waiting): one part per
+    batch and range made the shuffle hold about ten times the bytes of the rows
+    themselves in per-element overhead.
     """
 
     BOUNDARY = "boundary"
+    _FLUSH_ROWS = 1 << 20
+
+    def start_bundle(self):
+        self._parts: Dict[int, list] = {}
+        self._rows = 0
+        self._empty_part: Optional[IssueCandidates] = None
+        self._last_range = 0
 
     def process(self, scored: ScoredBatch, cut: IssueCut):
-        last_range = cut.num_ranges - 1
-        # An empty part for the last range from every batch: its group, and file, always exist.
-        yield last_range, IssueCandidates.empty(scored.examples.ids.dtype)
+        # The last range gets a part from every bundle, even an empty one: its group,
+        # and so its file, always exist.
+        self._last_range = cut.num_ranges - 1
+        self._empty_part = IssueCandidates.empty(scored.examples.ids.dtype)
         if cut.cutoff_bin < 0:
             return
         bins = kernels.score_bins(scored.scores, cut.num_bins)
@@ -249,7 +263,23 @@ class SelectIssueCandidates(beam.DoFn):
             return
         ranges = cut.range_of(bins[rows[sure]])
         for range_index in np.unique(ranges).tolist():
-            yield int(range_index), candidates.take(sure[ranges == range_index])
+            self._parts.setdefault(int(range_index), []).append(candidates.take(sure[ranges == range_index]))
+        self._rows += len(sure)
+        if self._rows >= self._FLUSH_ROWS:
+            yield from self._flush()
+
+    def _flush(self):
+        for range_index, parts in sorted(self._parts.items()):
+            yield range_index, IssueCandidates.concatenate(parts)
+        self._parts.clear()
+        self._rows = 0
+
+    def finish_bundle(self):
+        if self._empty_part is None:  # the bundle held no batch
+            return
+        self._parts.setdefault(self._last_range, []).append(self._empty_part)
+        for keyed_part in self._flush():
+            yield GlobalWindows.windowed_value(keyed_part)
 
 
 def _ranked(parts: Sequence[IssueCandidates], id_dtype: Any) -> IssueCandidates:
