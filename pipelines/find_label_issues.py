@@ -282,8 +282,8 @@ def pipeline_options(beam_args: List[str]) -> PipelineOptions:
 
 
 # Measured on 2 cores: in one process 10M x 10 (0.4 GB of pred_probs) takes 3.6 s and two
-# worker processes 4.2 s (they start in about 1.5 s); 100M x 10 (4 GB) takes 28 s in one
-# process and 17 s in two. Above this size the local runner gets a worker per core.
+# worker processes 4.2 s (they start in about 1.5 s); 100M x 10 (4 GB) takes 17.7 s in one
+# process and 14.4 s in two. Above this size the local runner gets a worker per core.
 MULTI_PROCESS_FROM_BYTES = 1 << 30
 _LOCAL_WORKER_OPTIONS = ("--runner", "--direct_num_workers", "--direct_running_mode")
 
