@@ -243,11 +243,17 @@ def model_agrees(
     return (predicted == labels) | (bumped > top) | ((bumped == top) & (predicted > labels))
 
 
-def model_agrees_with_label(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
-    """``model_agrees`` for whole probability rows."""
+def predictions(labels: np.ndarray, pred_probs: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's predicted class, that class's probability, and ``model_agrees``."""
     predicted = predicted_labels(pred_probs)
     rows = np.arange(len(labels))
-    return model_agrees(labels, predicted, pred_probs[rows, predicted], pred_probs[rows, labels])
+    top_prob = pred_probs[rows, predicted]
+    return predicted, top_prob, model_agrees(labels, predicted, top_prob, pred_probs[rows, labels])
+
+
+def model_agrees_with_label(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
+    """``model_agrees`` for whole probability rows."""
+    return predictions(labels, pred_probs)[2]
 
 
 def score_bins(scores: np.ndarray, num_bins: int) -> np.ndarray:

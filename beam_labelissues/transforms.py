@@ -195,20 +195,14 @@ class ScoreLabelQuality(beam.DoFn):
         if not self._with_predictions:
             yield ScoredBatch(batch, None, scores, None)
             return
-        predicted = kernels.predicted_labels(batch.pred_probs)
-        rows = np.arange(len(batch))
-        top_prob = batch.pred_probs[rows, predicted]
+        predicted, top_prob, agrees = kernels.predictions(batch.labels, batch.pred_probs)
         confident = kernels.confident_predictions(top_prob, predicted, thresholds)
-        agrees = kernels.model_agrees(batch.labels, predicted, top_prob, batch.pred_probs[rows, batch.labels])
         yield ScoredBatch(batch, predicted, scores, confident, agrees)
 
 
 def _candidates(examples: ExampleBatch, rows: np.ndarray, scores: np.ndarray, keep_lowest: int) -> IssueCandidates:
     labels = examples.labels[rows]
-    pred_probs = examples.pred_probs[rows]
-    predicted = kernels.predicted_labels(pred_probs)
-    index = np.arange(len(rows))
-    agrees = kernels.model_agrees(labels, predicted, pred_probs[index, predicted], pred_probs[index, labels])
+    predicted, _, agrees = kernels.predictions(labels, examples.pred_probs[rows])
     # Candidates are shuffled and held for ranking: the narrowest class dtype keeps them small.
     class_dtype = kernels.class_index_dtype(examples.num_classes)
     return IssueCandidates(

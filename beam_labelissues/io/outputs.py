@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -51,6 +51,7 @@ def remove_previous_outputs(output_dir: str) -> List[str]:
     removed = []
     patterns = [
         SUMMARY_FILE,
+        f".{SUMMARY_FILE}.tmp",
         f"{ISSUES_PREFIX}-*",
         f".{ISSUES_PREFIX}-*",
         f"{SCORES_PREFIX}-*",
@@ -82,10 +83,23 @@ def _write_summary(
     summary["label_issues_files"] = sorted(_basename(f) for f in issue_files)
     summary["label_quality_scores_files"] = sorted(_basename(f) for f in score_files)
     summary["invalid_records_files"] = sorted(_basename(f) for f in invalid_files)
-    final = output_path(output_dir, SUMMARY_FILE)
-    temporary = final + ".tmp"
-    with FileSystems.create(temporary, mime_type="application/json") as handle:
-        handle.write(json.dumps(summary, indent=2).encode("utf-8"))
+    return _write_then_rename(
+        output_dir,
+        SUMMARY_FILE,
+        "application/json",
+        lambda handle: handle.write(json.dumps(summary, indent=2).encode("utf-8")),
+    )
+
+
+def _write_then_rename(output_dir: str, name: str, mime_type: str, write: Callable[[Any], Any]) -> str:
+    """Writes ``name`` under a hidden temporary name, then renames it into place.
+
+    A reader never sees a half-written output under its final name.
+    """
+    final = output_path(output_dir, name)
+    temporary = output_path(output_dir, f".{name}.tmp")
+    with FileSystems.create(temporary, mime_type=mime_type) as handle:
+        write(handle)
     if FileSystems.exists(final):
         FileSystems.delete([final])
     FileSystems.rename([temporary], [final])
@@ -107,16 +121,14 @@ def _write_issues(ranked, output_dir: str) -> str:
     a sharded sink: no shuffle of the table, no extra stages.
     """
     range_index, num_ranges, issues = ranked
-    name = issues_file_name(range_index, num_ranges)
-    final = output_path(output_dir, name)
-    temporary = output_path(output_dir, f".{name}.tmp")
-    with FileSystems.create(temporary, mime_type="application/x-parquet") as handle:
+
+    def write(handle):
         with pq.ParquetWriter(handle, issues.schema) as writer:
             writer.write_table(issues, row_group_size=_ISSUES_ROW_GROUP)
-    if FileSystems.exists(final):
-        FileSystems.delete([final])
-    FileSystems.rename([temporary], [final])
-    return final
+
+    return _write_then_rename(
+        output_dir, issues_file_name(range_index, num_ranges), "application/x-parquet", write
+    )
 
 
 def write_outputs(
