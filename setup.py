@@ -12,9 +12,15 @@ def read(name):
         return handle.read()
 
 
+def version():
+    namespace = {}
+    exec(read(os.path.join("beam_labelissues", "_version.py")), namespace)
+    return namespace["__version__"]
+
+
 setup(
     name="beam-labelissues",
-    version="0.1.0",
+    version=version(),
     description="Find label issues in classification datasets of any size with Apache Beam",
     long_description=read("README.md"),
     long_description_content_type="text/markdown",
@@ -23,6 +29,7 @@ setup(
     packages=find_packages(include=["beam_labelissues", "beam_labelissues.*"]),
     package_data={"beam_labelissues": ["demo_data/*"]},
     include_package_data=True,
+    entry_points={"console_scripts": ["beam-labelissues = beam_labelissues.cli:run_and_exit"]},
     install_requires=[
         "apache-beam>=2.60",
         "numpy>=1.24",

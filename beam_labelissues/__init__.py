@@ -3,23 +3,36 @@
 Confident learning as in cleanlab's ``find_label_issues_batched`` / ``LabelInspector``
 (cleanlab 2.9): per-class confident thresholds, a label quality score per example,
 an estimate of the number of issues, and the issues ranked from most to least severe.
+
+The pipeline pieces: ``FindLabelIssues`` (a PTransform) with ``LabelIssuesOptions``,
+readers ``ReadNpyExamples`` / ``ReadParquetExamples`` (or your own ``ExampleBatch``
+PCollection), and ``WriteLabelIssues`` for the output directory.
 """
 
+from beam_labelissues._version import __version__
 from beam_labelissues.batches import ExampleBatch
-from beam_labelissues.transforms import (
-    FindLabelIssues,
-    InvalidRecordError,
-    LabelIssuesOptions,
-    LabelIssuesResult,
-)
-
-__version__ = "0.1.0"
+from beam_labelissues.io import NpyPair, ParquetDataset, ReadNpyExamples, ReadParquetExamples
+from beam_labelissues.io.outputs import Summary, WriteLabelIssues, read_summary
+from beam_labelissues.options import LabelIssuesOptions
+from beam_labelissues.transforms import FindLabelIssues, LabelIssuesResult, RankedIssues
+from beam_labelissues.validation import InputFileError, InvalidRecordError, LabelIssuesError, UsageError
 
 __all__ = [
     "ExampleBatch",
     "FindLabelIssues",
+    "InputFileError",
     "InvalidRecordError",
+    "LabelIssuesError",
     "LabelIssuesOptions",
     "LabelIssuesResult",
+    "NpyPair",
+    "ParquetDataset",
+    "RankedIssues",
+    "ReadNpyExamples",
+    "ReadParquetExamples",
+    "Summary",
+    "UsageError",
+    "WriteLabelIssues",
     "__version__",
+    "read_summary",
 ]

@@ -8,12 +8,10 @@ reader yields ``ExampleBatch``; the passes never know which file format it was.
 from __future__ import annotations
 
 import dataclasses
-import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
-from beam_labelissues import kernels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,71 +117,3 @@ class IssueCandidates:
             np.zeros(0, dtype=bool),
             0,
         )
-
-
-def _json_number(value: Any) -> Any:
-    """A JSON-safe form of a raw value: non-finite floats become strings."""
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return value if math.isfinite(value) else repr(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    return value
-
-
-def _json_id(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return _json_number(value)
-
-
-def invalid_record(record_id: Any, reason: str, label: Any, pred_probs: Any) -> Dict[str, Any]:
-    """One invalid record as written to ``invalid_records-*.jsonl``."""
-    if isinstance(pred_probs, np.ndarray):
-        pred_probs = pred_probs.tolist()
-    if pred_probs is not None and not isinstance(pred_probs, (list, tuple)):
-        pred_probs = [pred_probs]
-    return {
-        "id": _json_id(record_id),
-        "reason": reason,
-        "label": _json_number(label.item() if isinstance(label, np.generic) else label),
-        "pred_probs": None if pred_probs is None else [_json_number(v) for v in pred_probs],
-    }
-
-
-def validate_batch(
-    batch: ExampleBatch, num_classes: int, tolerance: float
-) -> Tuple[ExampleBatch, List[Dict[str, Any]]]:
-    """Splits a batch into its valid rows (labels as int64) and invalid records.
-
-    The one validation rule every pass applies, so all passes see the same rows.
-    """
-    invalid = [
-        invalid_record(row.id, row.reason, row.label, row.pred_probs) for row in batch.malformed
-    ]
-    if len(batch) and batch.pred_probs.shape[1] != num_classes:
-        reason = f"pred_probs has {batch.pred_probs.shape[1]} columns, expected {num_classes}"
-        invalid.extend(
-            invalid_record(batch.ids[i], reason, batch.labels[i], batch.pred_probs[i])
-            for i in range(len(batch))
-        )
-        return _empty_like(batch, num_classes), invalid
-    bad, reasons = kernels.invalid_row_reasons(batch.labels, batch.pred_probs, num_classes, tolerance)
-    if len(bad):
-        invalid.extend(
-            invalid_record(batch.ids[i], reason, batch.labels[i], batch.pred_probs[i])
-            for i, reason in zip(bad.tolist(), reasons)
-        )
-        keep = np.ones(len(batch), dtype=bool)
-        keep[bad] = False
-        batch = batch.take(np.flatnonzero(keep))
-    labels = batch.labels.astype(np.int64, copy=False)
-    return ExampleBatch(batch.ids, labels, batch.pred_probs), invalid
-
-
-def _empty_like(batch: ExampleBatch, num_classes: int) -> ExampleBatch:
-    return ExampleBatch(
-        batch.ids[:0],
-        np.zeros(0, dtype=np.int64),
-        np.zeros((0, num_classes), dtype=batch.pred_probs.dtype),
-    )

@@ -14,7 +14,6 @@ import apache_beam as beam
 import numpy as np
 
 from beam_labelissues import kernels
-from beam_labelissues.faults import maybe_fail_once
 from beam_labelissues.coders import BatchCoder
 from beam_labelissues.batches import ExampleBatch, IssueCandidates, ScoredBatch
 
@@ -46,7 +45,6 @@ class ConfidentThresholdsFn(beam.CombineFn):
         return [[0] * self._num_classes, np.zeros(self._num_classes, dtype=np.int64)]
 
     def add_input(self, accumulator, batch: ExampleBatch):
-        maybe_fail_once("thresholds")  # a no-op unless a test asks for a failure
         if len(batch) == 0:
             return accumulator
         sums, counts = accumulator

@@ -12,7 +12,6 @@ answer cleanlab gives on the same values cast to float64.
 
 from __future__ import annotations
 
-import math
 from typing import List, Sequence, Tuple
 
 import numpy as np
@@ -251,11 +250,6 @@ def predictions(labels: np.ndarray, pred_probs: np.ndarray) -> Tuple[np.ndarray,
     return predicted, top_prob, model_agrees(labels, predicted, top_prob, pred_probs[rows, labels])
 
 
-def model_agrees_with_label(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
-    """``model_agrees`` for whole probability rows."""
-    return predictions(labels, pred_probs)[2]
-
-
 def score_bins(scores: np.ndarray, num_bins: int) -> np.ndarray:
     """Maps scores to histogram bins over [0, 1]; non-decreasing in the score.
 
@@ -319,54 +313,3 @@ def lowest_by_score_then_id(scores: np.ndarray, ids: np.ndarray, count: int) -> 
         keep = np.arange(len(scores))
     order = keep[order_by_score_then_id(scores[keep], ids[keep])]
     return order[:count]
-
-
-def is_finite_probability(values: np.ndarray, tolerance: float) -> np.ndarray:
-    """True where a probability is finite and within ``tolerance`` of [0, 1]."""
-    with np.errstate(invalid="ignore"):
-        return np.isfinite(values) & (values >= -tolerance) & (values <= 1 + tolerance)
-
-
-def _all_valid(labels: np.ndarray, pred_probs: np.ndarray, num_classes: int, tolerance: float) -> bool:
-    """The common case in a few vectorised reductions: min/max propagate NaN, and
-    a NaN fails every comparison, so this is False whenever any value is bad."""
-    if pred_probs.size == 0:
-        return True
-    low, high = pred_probs.min(), pred_probs.max()
-    labels_ok = labels.min() >= 0 and labels.max() < num_classes
-    return bool(labels_ok and low >= -tolerance and high <= 1 + tolerance)
-
-
-def invalid_row_reasons(
-    labels: np.ndarray, pred_probs: np.ndarray, num_classes: int, tolerance: float
-) -> Tuple[np.ndarray, List[str]]:
-    """Returns (indices of invalid rows, a reason for each), the one validation rule.
-
-    A row is invalid when its label is not in [0, K), or a probability is NaN,
-    infinite, or outside [0, 1] by more than ``tolerance``.
-    """
-    labels = np.asarray(labels)
-    if len(labels) and _all_valid(labels, pred_probs, num_classes, tolerance):
-        return np.zeros(0, dtype=np.int64), []
-    if labels.dtype.kind == "u":
-        label_ok = labels < num_classes
-    else:
-        label_ok = (labels >= 0) & (labels < num_classes)
-    probs_ok_cells = is_finite_probability(pred_probs, tolerance)
-    probs_ok = probs_ok_cells.all(axis=1)
-    bad = np.flatnonzero(~(label_ok & probs_ok))
-    reasons = []
-    for i in bad.tolist():
-        if not label_ok[i]:
-            reasons.append(f"label {labels[i]} is not a class in [0, {num_classes})")
-            continue
-        column = int(np.flatnonzero(~probs_ok_cells[i])[0])
-        value = float(pred_probs[i, column])
-        if math.isfinite(value):
-            reasons.append(
-                f"pred_probs[{column}] = {value!r} is outside [0, 1] by more than "
-                f"the tolerance {tolerance!r}"
-            )
-        else:
-            reasons.append(f"pred_probs[{column}] is {value!r}, not a finite number")
-    return bad, reasons

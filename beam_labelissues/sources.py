@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, List
 
 import apache_beam as beam
+import pyarrow as pa
 
 
 class ExampleSource(beam.PTransform):
@@ -23,7 +24,13 @@ class ExampleSource(beam.PTransform):
     ``reshuffle`` spreads the tasks over workers (what Dataflow, Flink and several
     local workers need); a single in-process worker gains nothing from it but
     an extra stage per pass.
+
+    ``id_type`` is the Arrow type of the ids the source yields and ``description``
+    says in a line what it reads (it goes into summary.json).
     """
+
+    id_type: pa.DataType = pa.int64()
+    description: str = ""
 
     def __init__(self, reshuffle: bool = True):
         super().__init__()
@@ -34,9 +41,6 @@ class ExampleSource(beam.PTransform):
 
     def read_dofn(self) -> beam.DoFn:
         raise NotImplementedError
-
-    def describe(self) -> str:
-        return type(self).__name__
 
     def expand(self, pbegin):
         return (

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
 
 from beam_labelissues.batches import IssueCandidates
+
+
+def numpy_id_dtype(id_type: pa.DataType) -> Any:
+    """The numpy dtype that holds ids of the Arrow type ``id_type``: int64, or object for strings."""
+    return np.int64 if pa.types.is_integer(id_type) else object
 
 
 def label_issues_schema(id_type: pa.DataType, with_names: bool = False) -> pa.Schema:
@@ -59,6 +64,11 @@ def label_issues_table(
     if class_names is not None:
         columns += [_names(ranked.given, class_names), _names(ranked.predicted, class_names)]
     return pa.Table.from_arrays(columns, schema=label_issues_schema(id_type, class_names is not None))
+
+
+def empty_label_issues_table(id_type: pa.DataType, class_names: Optional[Sequence[str]] = None) -> pa.Table:
+    """A label_issues table with no rows: the file a run with no valid example still writes."""
+    return label_issues_table(IssueCandidates.empty(numpy_id_dtype(id_type)), id_type, class_names)
 
 
 def label_quality_scores_table(

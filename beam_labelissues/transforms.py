@@ -2,8 +2,10 @@
 
 ``FindLabelIssues`` is the public entry point; the DoFns here each do one step:
 validate, score with the thresholds as a side input, select issue candidates,
-mark every example. The passes that need the thresholds or the issue count read
-the source again rather than hold it (see ARCHITECTURE.md).
+rank them, mark every example. The passes that need the thresholds or the
+issue count read the source again rather than hold it: a PCollection that
+feeds both a combine and a step waiting on that combine's result would be
+held whole in memory by the local runner (see "How it works" in README.md).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, NamedTuple, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
 import numpy as np
@@ -21,8 +23,7 @@ from apache_beam.transforms.window import GlobalWindows
 
 from beam_labelissues import coders  # noqa: F401  registers the coders of the batch types
 from beam_labelissues import kernels, tables
-from beam_labelissues.faults import maybe_fail_once
-from beam_labelissues.batches import ExampleBatch, IssueCandidates, ScoredBatch, validate_batch
+from beam_labelissues.batches import ExampleBatch, IssueCandidates, ScoredBatch
 from beam_labelissues.combiners import (
     NUM_SCORE_BINS,
     ConfidentThresholdsFn,
@@ -33,54 +34,24 @@ from beam_labelissues.combiners import (
     LowestScoresFn,
     ThresholdStats,
 )
+from beam_labelissues.io.outputs import Summary
+from beam_labelissues.options import LabelIssuesOptions
+from beam_labelissues.validation import invalid_record_error, validate_batch
 
 NAMESPACE = "beam_labelissues"
-ON_INVALID_CHOICES = ("fail", "skip")
-DEFAULT_TOLERANCE = 1e-4
-# Issues one worker ranks at once (about 100 bytes each while sorting); more are split into
-# score ranges ranked apart. Small ranges keep the ranking step's memory flat as N grows.
-DEFAULT_MAX_ISSUES_PER_WORKER = 1 << 16
 _LOG = logging.getLogger(__name__)
 
 
-class InvalidRecordError(ValueError):
-    """An input record breaks the validation rule and ``on_invalid`` is ``fail``."""
+class RankedIssues(NamedTuple):
+    """One score range's issues, ranked: an element of ``LabelIssuesResult.issues``.
 
+    ``table`` has the ``label_issues`` schema (see tables.py) and global ranks;
+    ranges are numbered from the most severe, ``num_ranges`` in all.
+    """
 
-@dataclasses.dataclass(frozen=True)
-class LabelIssuesOptions:
-    """The confident-learning settings, named as in cleanlab."""
-
-    num_classes: int
-    method: str = "self_confidence"
-    adjust_pred_probs: bool = False
-    estimation_method: str = "off_diagonal"
-    tolerance: float = DEFAULT_TOLERANCE
-    on_invalid: str = "fail"
-
-    def __post_init__(self):
-        if not isinstance(self.num_classes, (int, np.integer)) or self.num_classes < 2:
-            raise ValueError(f"num_classes must be an integer >= 2, got {self.num_classes!r}")
-        if self.method not in kernels.METHODS:
-            raise ValueError(
-                f"method must be one of {', '.join(kernels.METHODS)}, got {self.method!r}"
-            )
-        if self.estimation_method not in kernels.ESTIMATION_METHODS:
-            raise ValueError(
-                "estimation_method must be one of "
-                f"{', '.join(kernels.ESTIMATION_METHODS)}, got {self.estimation_method!r}"
-            )
-        if self.adjust_pred_probs and self.method == "confidence_weighted_entropy":
-            raise ValueError(
-                "adjust_pred_probs is not supported with method confidence_weighted_entropy "
-                "(cleanlab does not support it either)"
-            )
-        if not (self.tolerance >= 0):
-            raise ValueError(f"tolerance must be >= 0, got {self.tolerance!r}")
-        if self.on_invalid not in ON_INVALID_CHOICES:
-            raise ValueError(
-                f"on_invalid must be one of {', '.join(ON_INVALID_CHOICES)}, got {self.on_invalid!r}"
-            )
+    range_index: int
+    num_ranges: int
+    table: pa.Table
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,12 +125,7 @@ class ValidateExamples(beam.DoFn):
         self._progress.update(len(batch) + len(batch.malformed))
         if invalid:
             if self._options.on_invalid == "fail":
-                first = invalid[0]
-                raise InvalidRecordError(
-                    f"invalid record id={first['id']!r}: {first['reason']}"
-                    f" ({len(invalid)} invalid record(s) in this batch; "
-                    "rerun with --on_invalid skip to leave them out and list them)"
-                )
+                raise invalid_record_error(invalid)
             if self._report_invalid:
                 self._invalid_counter.inc(len(invalid))
                 for record in invalid:
@@ -183,7 +149,6 @@ class ScoreLabelQuality(beam.DoFn):
         self._with_predictions = with_predictions
 
     def process(self, batch: ExampleBatch, threshold_stats: ThresholdStats):
-        maybe_fail_once("score")  # a no-op unless a test asks for a failure
         thresholds = threshold_stats.thresholds
         scores = kernels.label_quality_scores(
             batch.labels,
@@ -299,7 +264,7 @@ class RankIssueRange(beam.DoFn):
         issues = _ranked(parts, object)
         first_rank = cut.range_offsets[range_index] if cut.range_offsets else 0
         table = tables.label_issues_table(issues, self._id_type, self._class_names, first_rank=first_rank)
-        yield range_index, cut.num_ranges, table
+        yield RankedIssues(range_index, cut.num_ranges, table)
 
 
 class MarkLabelIssues(beam.DoFn):
@@ -364,96 +329,115 @@ def _summary(
     num_invalid: int,
     options: LabelIssuesOptions,
     class_names: Optional[Sequence[str]],
-) -> Dict[str, Any]:
+    input_description: Optional[str],
+) -> Summary:
     histogram = count_stats.summary_histogram()
-    return {
-        "num_examples": threshold_stats.num_examples,
-        "num_classes": options.num_classes,
-        "num_label_issues": totals.num_issues,
-        "num_issues_estimated": cut.num_issues,
-        "confident_thresholds": threshold_stats.thresholds.tolist(),
-        "examples_per_class": threshold_stats.examples_per_class.tolist(),
-        "method": options.method,
-        "adjust_pred_probs": options.adjust_pred_probs,
-        "estimation_method": options.estimation_method,
-        "tolerance": options.tolerance,
-        "on_invalid": options.on_invalid,
-        "num_invalid_records": int(num_invalid),
-        "issue_score_range": totals.score_range(),
-        "score_histogram": {
+    return Summary(
+        num_examples=threshold_stats.num_examples,
+        num_classes=options.num_classes,
+        num_label_issues=totals.num_issues,
+        num_issues_estimated=cut.num_issues,
+        confident_thresholds=threshold_stats.thresholds.tolist(),
+        examples_per_class=threshold_stats.examples_per_class.tolist(),
+        method=options.method,
+        adjust_pred_probs=options.adjust_pred_probs,
+        estimation_method=options.estimation_method,
+        tolerance=options.tolerance,
+        on_invalid=options.on_invalid,
+        num_invalid_records=int(num_invalid),
+        issue_score_range=totals.score_range(),
+        score_histogram={
             "bin_edges": np.linspace(0.0, 1.0, len(histogram) + 1).tolist(),
             "counts": histogram.tolist(),
         },
-        "class_names": list(class_names) if class_names is not None else None,
-    }
+        class_names=list(class_names) if class_names is not None else None,
+        input=input_description,
+    )
 
 
-class LabelIssuesResult(NamedTuple):
-    """The PCollections ``FindLabelIssues`` produces.
+@dataclasses.dataclass(frozen=True)
+class LabelIssuesResult:
+    """What ``FindLabelIssues`` produces: PCollections, and what a writer needs to know of them.
 
-    - ``issues``: ``(range_index, num_ranges, pyarrow.Table)`` elements: the ranked issues
-      of each score range (schema ``label_issues_schema``, ``rank`` global), one
-      element per range; none only when the input has no valid example.
-    - ``scores``: ``pyarrow.Table`` batches of every example's score, or None unless
-      ``with_scores``.
-    - ``summary``: one dict, the content of ``summary.json``.
-    - ``invalid_records``: dicts (id, reason, label, pred_probs) with ``on_invalid='skip'``,
-      else None.
+    Attributes:
+      issues: ``RankedIssues`` elements, one per score range; none only when the
+        input has no valid example.
+      scores: ``pyarrow.Table`` batches of every example's score and issue flag
+        (schema ``label_quality_scores_schema``), or None unless ``with_scores``.
+      summary: one ``Summary``, the content of summary.json without its file lists.
+      invalid_records: dicts (id, reason, label, pred_probs) with
+        ``on_invalid='skip'``, else None.
+      id_type: the Arrow type of the ids in the tables.
+      class_names: the class names, when given.
+      options: the settings the issues were found with.
+
+    Write it all with ``result | WriteLabelIssues(output_dir)``.
     """
 
     issues: beam.PCollection
     scores: Optional[beam.PCollection]
     summary: beam.PCollection
     invalid_records: Optional[beam.PCollection]
+    id_type: pa.DataType
+    class_names: Optional[Tuple[str, ...]]
+    options: LabelIssuesOptions
 
 
 class FindLabelIssues(beam.PTransform):
     """Finds label issues with confident learning, as cleanlab's ``find_label_issues_batched``.
 
     Apply it to a PCollection of ``ExampleBatch``, or to the pipeline itself with
-    ``source=`` a transform that reads ``ExampleBatch`` elements: then each pass
-    reads the source again, so nothing of the dataset's size is held in memory.
+    ``source=`` an ``ExampleSource`` (``ReadNpyExamples``, ``ReadParquetExamples``):
+    then each pass reads the source again, so nothing of the dataset's size is
+    held in memory between passes.
 
     Example::
 
-        result = examples | FindLabelIssues(num_classes=10)
-        result.issues | beam.Map(print)
+        result = pipeline | FindLabelIssues(num_classes=10, source=ReadNpyExamples(pair))
+        result | WriteLabelIssues("label_issues_output")
+
+    Args:
+      options: a ``LabelIssuesOptions``, or the number of classes K; settings not
+        given take the defaults of ``LabelIssuesOptions``.
+      source: an ``ExampleSource`` to read once per pass; then apply the transform
+        to the pipeline rather than to a PCollection.
+      id_type: the Arrow type of the ids (``pa.int64()`` or ``pa.string()``).
+        Default: the source's id type, else int64.
+      class_names: one name per class, for the name columns of the tables and
+        the summary.
+      label: the transform's label.
+      **settings: any field of ``LabelIssuesOptions`` (``num_classes``, ``method``,
+        ``adjust_pred_probs``, ``estimation_method``, ``tolerance``, ``on_invalid``,
+        ``with_scores``, ``max_issues_per_worker``), overriding ``options``.
     """
 
     def __init__(
         self,
-        num_classes: int,
+        options: Union[LabelIssuesOptions, int, None] = None,
         *,
-        method: str = "self_confidence",
-        adjust_pred_probs: bool = False,
-        estimation_method: str = "off_diagonal",
-        tolerance: float = DEFAULT_TOLERANCE,
-        on_invalid: str = "fail",
-        with_scores: bool = False,
         source: Optional[beam.PTransform] = None,
-        id_type: pa.DataType = pa.int64(),
+        id_type: Optional[pa.DataType] = None,
         class_names: Optional[Sequence[str]] = None,
-        max_issues_per_worker: int = DEFAULT_MAX_ISSUES_PER_WORKER,
         label: Optional[str] = None,
+        **settings: Any,
     ):
         super().__init__(label)
-        if int(max_issues_per_worker) < 1:
-            raise ValueError(f"max_issues_per_worker must be >= 1, got {max_issues_per_worker!r}")
-        self._max_issues_per_worker = int(max_issues_per_worker)
-        self._options = LabelIssuesOptions(
-            num_classes=int(num_classes),
-            method=method,
-            adjust_pred_probs=bool(adjust_pred_probs),
-            estimation_method=estimation_method,
-            tolerance=float(tolerance),
-            on_invalid=on_invalid,
-        )
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(f"got {len(class_names)} class names for {num_classes} classes")
-        self._with_scores = with_scores
+        if isinstance(options, LabelIssuesOptions):
+            options = dataclasses.replace(options, **settings) if settings else options
+        elif options is None or isinstance(options, (int, np.integer)):
+            if options is not None:
+                settings = dict(settings, num_classes=options)
+            options = LabelIssuesOptions(**settings)
+        else:
+            raise TypeError(f"options must be a LabelIssuesOptions or the number of classes, got {options!r}")
+        self._options = options
+        if class_names is not None and len(class_names) != options.num_classes:
+            raise ValueError(f"got {len(class_names)} class names for {options.num_classes} classes")
+        self._class_names = tuple(class_names) if class_names is not None else None
         self._source = source
+        if id_type is None:
+            id_type = getattr(source, "id_type", None) or pa.int64()
         self._id_type = id_type
-        self._class_names = list(class_names) if class_names is not None else None
 
     @property
     def options(self) -> LabelIssuesOptions:
@@ -491,12 +475,12 @@ class FindLabelIssues(beam.PTransform):
         thresholds = ConfidentThresholdsFn(k).extract_output(ConfidentThresholdsFn(k).create_accumulator())
         counts_fn = IssueCountFn(k, NUM_SCORE_BINS)
         counts = counts_fn.extract_output(counts_fn.create_accumulator())
-        cut = _issue_cut(counts, thresholds, self._options.estimation_method, self._max_issues_per_worker)
+        cut = _issue_cut(counts, thresholds, self._options.estimation_method, self._options.max_issues_per_worker)
         return thresholds, counts, cut, IssueCandidates.empty(id_dtype), IssueTotals()
 
     def expand(self, pinput) -> LabelIssuesResult:
         options = self._options
-        id_dtype = np.int64 if pa.types.is_integer(self._id_type) else object
+        id_dtype = tables.numpy_id_dtype(self._id_type)
         no_thresholds, no_counts, no_cut, no_boundary, no_totals = self._empty_results(id_dtype)
         read = self._reader(pinput)
 
@@ -517,7 +501,7 @@ class FindLabelIssues(beam.PTransform):
         ).without_defaults()
         counts_side = beam.pvalue.AsSingleton(count_stats, default_value=no_counts)
         cut = count_stats | "IssueCut" >> beam.Map(
-            _issue_cut_logged, thresholds_side, options.estimation_method, self._max_issues_per_worker
+            _issue_cut_logged, thresholds_side, options.estimation_method, options.max_issues_per_worker
         )
         cut_side = beam.pvalue.AsSingleton(cut, default_value=no_cut)
 
@@ -537,7 +521,7 @@ class FindLabelIssues(beam.PTransform):
         totals_side = beam.pvalue.AsSingleton(totals, default_value=no_totals)
 
         scores = None
-        if self._with_scores:
+        if options.with_scores:
             scores = scored("ForScores") | "MarkLabelIssues" >> beam.ParDo(
                 MarkLabelIssues(self._id_type, self._class_names), cut_side, boundary_side
             )
@@ -557,5 +541,14 @@ class FindLabelIssues(beam.PTransform):
             num_invalid,
             options,
             self._class_names,
+            getattr(self._source, "description", None),
         )
-        return LabelIssuesResult(issues=issues, scores=scores, summary=summary, invalid_records=invalid)
+        return LabelIssuesResult(
+            issues=issues,
+            scores=scores,
+            summary=summary,
+            invalid_records=invalid,
+            id_type=self._id_type,
+            class_names=self._class_names,
+            options=options,
+        )

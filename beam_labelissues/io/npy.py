@@ -20,17 +20,14 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_labelissues.batches import ExampleBatch
 from beam_labelissues.sources import ExampleSource
+from beam_labelissues.validation import InputFileError
 
 _MAGIC = b"\x93NUMPY"
 # Rows of pred_probs per batch are chosen so that a batch holds about this many bytes:
-# measured on 2 cores, 2-4 MiB batches stay in cache and keep memory lowest.
+# small enough to stay in cache and keep memory low, large enough to amortise per-element costs.
 DEFAULT_BATCH_BYTES = 4 << 20
 # Each read task covers this many batches: fewer file opens, still plenty of parallelism.
 _BATCHES_PER_TASK = 4
-
-
-class InputFileError(ValueError):
-    """An input file is missing, unreadable or of a kind this pipeline refuses."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +126,13 @@ class NpyPair:
     @property
     def num_classes(self) -> int:
         return self.pred_probs.shape[1]
+
+    @property
+    def description(self) -> str:
+        return (
+            f"{self.labels.path} ({self.labels.dtype}) + {self.pred_probs.path} "
+            f"({self.pred_probs.dtype}, {self.num_examples:,} x {self.num_classes})"
+        )
 
     @staticmethod
     def open(labels_path: str, pred_probs_path: str) -> "NpyPair":
@@ -230,12 +234,6 @@ class ReadNpyExamples(ExampleSource):
     def read_dofn(self) -> beam.DoFn:
         return _ReadNpyRanges(self._pair, self._batch_rows)
 
-    def describe(self) -> str:
-        return describe(self._pair)
-
-
-def describe(pair: NpyPair) -> str:
-    return (
-        f"{pair.labels.path} ({pair.labels.dtype}) + {pair.pred_probs.path} "
-        f"({pair.pred_probs.dtype}, {pair.num_examples:,} x {pair.num_classes})"
-    )
+    @property
+    def description(self) -> str:
+        return self._pair.description

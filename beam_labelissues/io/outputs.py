@@ -1,45 +1,126 @@
-"""Writes a ``LabelIssuesResult`` to an output directory, summary.json last.
+"""The output directory as one type: its file names, ``Summary``, the writer and the readers.
 
 Layout (a contract other tools read):
 
 - ``label_issues-RRRRR-of-NNNNN.parquet``: the ranked issues, one file per score range
   (at least one, even when empty; ``rank`` is global);
-- ``label_quality_scores-*.parquet``: every example, with ``--write_scores``;
+- ``label_quality_scores-*.parquet``: every example, with ``with_scores``;
 - ``invalid_records-*.jsonl``: the records left out, with ``on_invalid='skip'``;
+- ``report.html``: the report, written by the command line after the pipeline;
 - ``summary.json``: written after every other file is complete, through a
   temporary name and a rename, so its presence means the run finished.
+
+Everything goes through Beam's ``FileSystems``: local paths, gs:// and s3:// alike.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import apache_beam as beam
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from beam_labelissues import tables
-from beam_labelissues.batches import IssueCandidates
-from beam_labelissues.transforms import LabelIssuesResult
 
 SUMMARY_FILE = "summary.json"
+REPORT_FILE = "report.html"
 ISSUES_PREFIX = "label_issues"
 SCORES_PREFIX = "label_quality_scores"
 INVALID_PREFIX = "invalid_records"
-REPORT_FILE = "report.html"
+# Rows per Parquet row group when writing the issues.
+_ISSUES_ROW_GROUP = 1 << 20
 _LOG = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    """The content of ``summary.json``: what the run found and with which settings.
+
+    ``FindLabelIssues`` produces it without the file lists; the writer adds them.
+    """
+
+    num_examples: int
+    num_classes: int
+    num_label_issues: int
+    num_issues_estimated: int
+    confident_thresholds: List[float]
+    examples_per_class: List[int]
+    method: str
+    adjust_pred_probs: bool
+    estimation_method: str
+    tolerance: float
+    on_invalid: str
+    num_invalid_records: int
+    issue_score_range: Optional[List[float]]
+    score_histogram: Dict[str, List[float]]
+    class_names: Optional[List[str]] = None
+    input: Optional[str] = None
+    label_issues_files: List[str] = dataclasses.field(default_factory=list)
+    label_quality_scores_files: List[str] = dataclasses.field(default_factory=list)
+    invalid_records_files: List[str] = dataclasses.field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "summary.json") -> "Summary":
+        """Parses ``summary.json``; keys it does not know (from a newer version) are ignored."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{source} is not valid JSON: {error}") from error
+        if not isinstance(data, dict):
+            raise ValueError(f"{source} does not hold a JSON object")
+        known = {field.name: field for field in dataclasses.fields(cls)}
+        missing = [
+            name for name, field in known.items()
+            if name not in data
+            and field.default is dataclasses.MISSING
+            and field.default_factory is dataclasses.MISSING
+        ]
+        if missing:
+            raise ValueError(f"{source} lacks the key(s) {', '.join(missing)}: not a summary of this tool")
+        return cls(**{name: value for name, value in data.items() if name in known})
+
+    @property
+    def output_files(self) -> List[str]:
+        """Names of the data files the run wrote, in the order a reader lists them."""
+        return self.label_issues_files + self.label_quality_scores_files + self.invalid_records_files
 
 
 def output_path(output_dir: str, name: str) -> str:
     return FileSystems.join(output_dir, name)
 
 
+def issues_file_name(range_index: int, num_ranges: int) -> str:
+    return f"{ISSUES_PREFIX}-{range_index:05d}-of-{num_ranges:05d}.parquet"
+
+
 def _basename(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+# --- writing ------------------------------------------------------------------------
+
+
+def write_then_rename(output_dir: str, name: str, mime_type: str, write: Callable[[Any], Any]) -> str:
+    """Writes ``name`` under a hidden temporary name, then renames it into place.
+
+    A reader never sees a half-written output under its final name.
+    """
+    final = output_path(output_dir, name)
+    temporary = output_path(output_dir, f".{name}.tmp")
+    with FileSystems.create(temporary, mime_type=mime_type) as handle:
+        write(handle)
+    if FileSystems.exists(final):
+        FileSystems.delete([final])
+    FileSystems.rename([temporary], [final])
+    return final
 
 
 def remove_previous_outputs(output_dir: str) -> List[str]:
@@ -67,111 +148,163 @@ def remove_previous_outputs(output_dir: str) -> List[str]:
     return removed
 
 
-def _write_summary(
-    summary: Dict[str, Any],
-    output_dir: str,
-    issue_files: Sequence[str],
-    score_files: Sequence[str],
-    invalid_files: Sequence[str],
-    input_description: Optional[str],
-    empty_issues: pa.Table,
-) -> str:
-    summary = dict(summary)
-    if not issue_files:  # no valid example reached the ranking: still one file, empty
-        issue_files = [_write_issues((0, 1, empty_issues), output_dir)]
-    summary["input"] = input_description
-    summary["label_issues_files"] = sorted(_basename(f) for f in issue_files)
-    summary["label_quality_scores_files"] = sorted(_basename(f) for f in score_files)
-    summary["invalid_records_files"] = sorted(_basename(f) for f in invalid_files)
-    return _write_then_rename(
-        output_dir,
-        SUMMARY_FILE,
-        "application/json",
-        lambda handle: handle.write(json.dumps(summary, indent=2).encode("utf-8")),
-    )
-
-
-def _write_then_rename(output_dir: str, name: str, mime_type: str, write: Callable[[Any], Any]) -> str:
-    """Writes ``name`` under a hidden temporary name, then renames it into place.
-
-    A reader never sees a half-written output under its final name.
-    """
-    final = output_path(output_dir, name)
-    temporary = output_path(output_dir, f".{name}.tmp")
-    with FileSystems.create(temporary, mime_type=mime_type) as handle:
-        write(handle)
-    if FileSystems.exists(final):
-        FileSystems.delete([final])
-    FileSystems.rename([temporary], [final])
-    return final
-
-
-# Rows per Parquet row group when writing the issues.
-_ISSUES_ROW_GROUP = 1 << 20
-
-
-def issues_file_name(range_index: int, num_ranges: int) -> str:
-    return f"{ISSUES_PREFIX}-{range_index:05d}-of-{num_ranges:05d}.parquet"
-
-
 def _write_issues(ranked, output_dir: str) -> str:
-    """Writes one score range's ranked issues to its Parquet file, through a temporary name.
+    """Writes one score range's ranked issues (a ``RankedIssues``) to its Parquet file.
 
     Each range arrives as one table already in rank order, so a plain write beats
     a sharded sink: no shuffle of the table, no extra stages.
     """
-    range_index, num_ranges, issues = ranked
+    table = ranked.table
 
     def write(handle):
-        with pq.ParquetWriter(handle, issues.schema) as writer:
-            writer.write_table(issues, row_group_size=_ISSUES_ROW_GROUP)
+        with pq.ParquetWriter(handle, table.schema) as writer:
+            writer.write_table(table, row_group_size=_ISSUES_ROW_GROUP)
 
-    return _write_then_rename(
-        output_dir, issues_file_name(range_index, num_ranges), "application/x-parquet", write
+    return write_then_rename(
+        output_dir, issues_file_name(ranked.range_index, ranked.num_ranges), "application/x-parquet", write
     )
 
 
-def write_outputs(
-    result: LabelIssuesResult,
+def _write_summary(
+    summary: Summary,
     output_dir: str,
-    id_type: pa.DataType = pa.int64(),
-    class_names: Optional[Sequence[str]] = None,
-    input_description: Optional[str] = None,
-    label: str = "WriteOutputs",
-) -> beam.PCollection:
-    """Writes every output of ``result``; returns a PCollection of summary.json's path.
-
-    ``label`` prefixes the step names, so one pipeline can write several results.
-    """
-    with_names = class_names is not None
-    issue_files = result.issues | f"{label}/WriteLabelIssues" >> beam.Map(_write_issues, output_dir)
-    score_files: Any = []
-    if result.scores is not None:
-        score_files = beam.pvalue.AsList(
-            result.scores
-            | f"{label}/WriteLabelQualityScores" >> beam.io.WriteToParquetBatched(
-                output_path(output_dir, SCORES_PREFIX),
-                schema=tables.label_quality_scores_schema(id_type, with_names),
-                file_name_suffix=".parquet",
+    issue_files: Sequence[str],
+    score_files: Sequence[str],
+    invalid_files: Sequence[str],
+    empty_issues: pa.Table,
+) -> str:
+    if not issue_files:  # no valid example reached the ranking: still one file, empty
+        with_names = empty_issues
+        issue_files = [
+            write_then_rename(
+                output_dir,
+                issues_file_name(0, 1),
+                "application/x-parquet",
+                lambda handle: pq.write_table(with_names, handle),
             )
-        )
-    invalid_files: Any = []
-    if result.invalid_records is not None:
-        invalid_files = beam.pvalue.AsList(
-            result.invalid_records
-            | f"{label}/InvalidToJson" >> beam.Map(lambda record: json.dumps(record, sort_keys=True))
-            | f"{label}/WriteInvalidRecords" >> beam.io.WriteToText(
-                output_path(output_dir, INVALID_PREFIX), file_name_suffix=".jsonl", skip_if_empty=True
-            )
-        )
-    return result.summary | f"{label}/WriteSummary" >> beam.Map(
-        _write_summary,
-        output_dir,
-        beam.pvalue.AsList(issue_files),
-        score_files,
-        invalid_files,
-        input_description,
-        tables.label_issues_table(
-            IssueCandidates.empty(np.int64 if pa.types.is_integer(id_type) else object), id_type, class_names
-        ),
+        ]
+    summary = dataclasses.replace(
+        summary,
+        label_issues_files=sorted(_basename(f) for f in issue_files),
+        label_quality_scores_files=sorted(_basename(f) for f in score_files),
+        invalid_records_files=sorted(_basename(f) for f in invalid_files),
     )
+    return write_then_rename(
+        output_dir, SUMMARY_FILE, "application/json", lambda handle: handle.write(summary.to_json().encode("utf-8"))
+    )
+
+
+class WriteLabelIssues(beam.PTransform):
+    """Writes a ``LabelIssuesResult`` to ``output_dir``; the output is summary.json's path.
+
+    Apply it to the result of ``FindLabelIssues``::
+
+        result = pipeline | FindLabelIssues(options, source=source)
+        result | WriteLabelIssues("gs://bucket/label_issues")
+
+    The result carries the id type and the class names, so only the path is needed.
+
+    Args:
+      output_dir: the directory to write into (local, gs://, s3://).
+    """
+
+    def __init__(self, output_dir: str, label: Optional[str] = None):
+        super().__init__(label)
+        self._output_dir = output_dir
+
+    def _extract_input_pvalues(self, result):
+        # The input is a LabelIssuesResult, not a PCollection: name its PCollections.
+        return result, [p for p in (result.issues, result.scores, result.summary, result.invalid_records) if p is not None]
+
+    def expand(self, result):
+        output_dir = self._output_dir
+        issue_files = result.issues | "WriteLabelIssues" >> beam.Map(_write_issues, output_dir)
+        score_files: Any = []
+        if result.scores is not None:
+            score_files = beam.pvalue.AsList(
+                result.scores
+                | "WriteLabelQualityScores" >> beam.io.WriteToParquetBatched(
+                    output_path(output_dir, SCORES_PREFIX),
+                    schema=tables.label_quality_scores_schema(result.id_type, result.class_names is not None),
+                    file_name_suffix=".parquet",
+                )
+            )
+        invalid_files: Any = []
+        if result.invalid_records is not None:
+            invalid_files = beam.pvalue.AsList(
+                result.invalid_records
+                | "InvalidToJson" >> beam.Map(lambda record: json.dumps(record, sort_keys=True))
+                | "WriteInvalidRecords" >> beam.io.WriteToText(
+                    output_path(output_dir, INVALID_PREFIX), file_name_suffix=".jsonl", skip_if_empty=True
+                )
+            )
+        return result.summary | "WriteSummary" >> beam.Map(
+            _write_summary,
+            output_dir,
+            beam.pvalue.AsList(issue_files),
+            score_files,
+            invalid_files,
+            tables.empty_label_issues_table(result.id_type, result.class_names),
+        )
+
+
+# --- reading ------------------------------------------------------------------------
+
+
+def read_summary(output_dir: str) -> Summary:
+    """The summary of a finished run in ``output_dir``; an error if there is none."""
+    path = output_path(output_dir, SUMMARY_FILE)
+    if not FileSystems.exists(path):
+        raise FileNotFoundError(f"{output_dir} holds no {SUMMARY_FILE}: not the output of a finished run")
+    with FileSystems.open(path) as handle:
+        return Summary.from_json(handle.read().decode("utf-8"), source=path)
+
+
+def iter_label_issue_batches(
+    output_dir: str, summary: Summary, columns: Optional[Sequence[str]] = None, batch_size: int = 65536
+) -> Iterator[pa.RecordBatch]:
+    """The issues as record batches, in rank order (files are numbered by score range)."""
+    for name in sorted(summary.label_issues_files):
+        with FileSystems.open(output_path(output_dir, name)) as handle:
+            parquet = pq.ParquetFile(handle)
+            present = None if columns is None else [c for c in columns if c in parquet.schema_arrow.names]
+            yield from parquet.iter_batches(batch_size=batch_size, columns=present)
+
+
+def read_label_issues(output_dir: str, summary: Summary, columns: Optional[Sequence[str]] = None) -> pa.Table:
+    """Every issue as one table, in rank order."""
+    parts = []
+    for name in sorted(summary.label_issues_files):
+        with FileSystems.open(output_path(output_dir, name)) as handle:
+            parts.append(pq.read_table(handle, columns=columns))
+    return pa.concat_tables(parts)
+
+
+def read_top_issues(output_dir: str, summary: Summary, count: int) -> List[Dict[str, Any]]:
+    """The ``count`` most severe issues as dicts; reads no further than it needs."""
+    rows: List[Dict[str, Any]] = []
+    for batch in iter_label_issue_batches(output_dir, summary, batch_size=max(count, 1)):
+        rows.extend(batch.to_pylist()[: count - len(rows)])
+        if len(rows) >= count:
+            break
+    return rows
+
+
+def read_label_quality_scores(output_dir: str, summary: Summary) -> Optional[pa.Table]:
+    """Every example's score (written with ``with_scores``), or None."""
+    if not summary.label_quality_scores_files:
+        return None
+    parts = []
+    for name in summary.label_quality_scores_files:
+        with FileSystems.open(output_path(output_dir, name)) as handle:
+            parts.append(pq.read_table(handle))
+    return pa.concat_tables(parts)
+
+
+def read_invalid_records(output_dir: str, summary: Summary) -> List[Dict[str, Any]]:
+    """The records left out with ``on_invalid='skip'``, as dicts."""
+    records = []
+    for name in summary.invalid_records_files:
+        with FileSystems.open(output_path(output_dir, name)) as handle:
+            records.extend(json.loads(line) for line in handle.read().decode("utf-8").splitlines() if line.strip())
+    return records

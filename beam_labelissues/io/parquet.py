@@ -40,8 +40,9 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_labelissues.batches import ExampleBatch, MalformedRow
-from beam_labelissues.io.npy import InputFileError, rows_per_batch
+from beam_labelissues.io.npy import rows_per_batch
 from beam_labelissues.sources import ExampleSource
+from beam_labelissues.validation import InputFileError
 
 # Footers are read this many at a time: a glob of hundreds of gs:// files would
 # otherwise pay one round trip after another.
@@ -315,7 +316,8 @@ class ParquetDataset:
         id_type = pa.string() if id_kinds == {"string"} else pa.int64()
         return ParquetDataset(pattern, tuple(files), columns, inferred, id_type, tuple(tasks), itemsize)
 
-    def describe(self) -> str:
+    @property
+    def description(self) -> str:
         probs = (
             f"columns {self.columns.pred_probs_columns[0]}..{self.columns.pred_probs_columns[-1]}"
             if self.columns.pred_probs_columns
@@ -507,6 +509,8 @@ class ReadParquetExamples(ExampleSource):
         if self._num_classes is None:
             raise ValueError("the number of classes is unknown (zero rows): give num_classes")
         self._batch_rows = rows_per_batch(self._num_classes, dataset.prob_itemsize, batch_size)
+        self.id_type = dataset.id_type
+        self.description = dataset.description
 
     def read_tasks(self) -> List[RowGroupTask]:
         return list(self._dataset.tasks)

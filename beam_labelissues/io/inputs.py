@@ -1,0 +1,143 @@
+"""From what a user names (a .npy pair or Parquet files, column names) to a checked source.
+
+``open_inputs`` takes plain arguments, opens and checks every file where the
+pipeline is launched (headers and footers only), and returns the source that
+``FindLabelIssues`` reads once per pass, with what the launcher needs to know.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Optional
+
+import pyarrow as pa
+
+from beam_labelissues.io.npy import NpyPair, ReadNpyExamples
+from beam_labelissues.io.parquet import ParquetDataset, ReadParquetExamples
+from beam_labelissues.sources import ExampleSource
+from beam_labelissues.validation import UsageError
+
+DEFAULT_LABEL_COLUMN = "label"
+DEFAULT_PRED_PROBS_COLUMN = "pred_probs"
+# The number of classes reported for an empty Parquet input whose K nothing tells.
+_UNKNOWN_NUM_CLASSES = 2
+_LOG = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """Checked inputs: the source to read and what is known of it before the run."""
+
+    source: ExampleSource
+    num_classes: int
+    id_type: pa.DataType
+    description: str
+    num_rows: int
+    pred_probs_bytes: int
+
+
+def open_inputs(
+    *,
+    labels_file: Optional[str] = None,
+    pred_probs_file: Optional[str] = None,
+    parquet: Optional[str] = None,
+    label_column: Optional[str] = None,
+    pred_probs_column: Optional[str] = None,
+    pred_probs_columns: Optional[str] = None,
+    id_column: Optional[str] = None,
+    num_classes: Optional[int] = None,
+    batch_size: Optional[int] = None,
+) -> Inputs:
+    """Opens either a ``.npy`` pair or Parquet files (a path or glob) and checks them.
+
+    Raises ``UsageError`` for options that do not fit together and
+    ``InputFileError`` for files that cannot be used.
+    """
+    if num_classes is not None and num_classes < 2:
+        raise UsageError(f"--num_classes must be at least 2, got {num_classes}")
+    if batch_size is not None and batch_size < 1:
+        raise UsageError(f"--batch_size must be at least 1, got {batch_size}")
+    npy_given = labels_file is not None or pred_probs_file is not None
+    if parquet is not None and npy_given:
+        raise UsageError("give either --input (Parquet) or --labels_file and --pred_probs_file (.npy), not both")
+    if parquet is not None:
+        inputs = _open_parquet(
+            parquet, label_column, pred_probs_column, pred_probs_columns, id_column, num_classes, batch_size
+        )
+    else:
+        parquet_only = {
+            "--label_column": label_column,
+            "--pred_probs_column": pred_probs_column,
+            "--pred_probs_columns": pred_probs_columns,
+            "--id_column": id_column,
+        }
+        given = [name for name, value in parquet_only.items() if value is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} only apply to Parquet input (--input)")
+        if labels_file is None or pred_probs_file is None:
+            raise UsageError("give both --labels_file and --pred_probs_file")
+        inputs = _open_npy(labels_file, pred_probs_file, num_classes, batch_size)
+    if inputs.num_rows == 0:
+        _LOG.warning(
+            "the input has zero rows (%s); the run will write a summary with num_examples 0 and an "
+            "empty label_issues file",
+            inputs.description,
+        )
+    return inputs
+
+
+def _open_npy(labels_file: str, pred_probs_file: str, num_classes: Optional[int], batch_size: Optional[int]) -> Inputs:
+    pair = NpyPair.open(labels_file, pred_probs_file)
+    if num_classes is not None and num_classes != pair.num_classes:
+        raise UsageError(f"--num_classes is {num_classes}, but {pred_probs_file} has {pair.num_classes} columns")
+    source = ReadNpyExamples(pair, batch_size=batch_size)
+    return Inputs(
+        source=source,
+        num_classes=pair.num_classes,
+        id_type=source.id_type,
+        description=source.description,
+        num_rows=pair.num_examples,
+        pred_probs_bytes=pair.num_examples * pair.num_classes * pair.pred_probs.dtype.itemsize,
+    )
+
+
+def _open_parquet(
+    pattern: str,
+    label_column: Optional[str],
+    pred_probs_column: Optional[str],
+    pred_probs_columns: Optional[str],
+    id_column: Optional[str],
+    num_classes: Optional[int],
+    batch_size: Optional[int],
+) -> Inputs:
+    if pred_probs_columns is not None and pred_probs_column is not None:
+        raise UsageError("give either --pred_probs_column or --pred_probs_columns, not both")
+    dataset = ParquetDataset.open(
+        pattern,
+        label_column=label_column or DEFAULT_LABEL_COLUMN,
+        pred_probs_column=pred_probs_column or DEFAULT_PRED_PROBS_COLUMN,
+        pred_probs_columns=pred_probs_columns,
+        id_column=id_column,
+        num_classes=num_classes,
+    )
+    k = dataset.num_classes
+    if k is None:
+        k = _UNKNOWN_NUM_CLASSES
+        _LOG.warning(
+            "%s has zero rows and nothing tells the number of classes; the summary reports %d "
+            "(pass --num_classes to set it)",
+            pattern,
+            k,
+        )
+    if dataset.columns.pred_probs_columns:
+        _LOG.info("class order of --pred_probs_columns: %s", ", ".join(dataset.columns.pred_probs_columns))
+    source = ReadParquetExamples(dataset, num_classes=k, batch_size=batch_size)
+    return Inputs(
+        source=source,
+        num_classes=k,
+        id_type=source.id_type,
+        description=source.description,
+        num_rows=dataset.num_rows,
+        pred_probs_bytes=dataset.num_rows * k * dataset.prob_itemsize,
+    )

@@ -1,0 +1,155 @@
+"""The validation rule, the invalid-record format and the errors a user sees.
+
+Every pass over the data applies ``validate_batch`` to every batch, so all
+passes see exactly the same rows. A record is invalid when its label is not a
+class in ``[0, K)``, or a probability is NaN, infinite, or outside ``[0, 1]`` by
+more than the tolerance; readers add the rows they could not even shape (a null
+label, a list of the wrong length) as ``MalformedRow``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+
+from beam_labelissues.batches import ExampleBatch
+
+
+class LabelIssuesError(Exception):
+    """Base of the errors this package reports to a user as one line, without a traceback."""
+
+
+class UsageError(LabelIssuesError, ValueError):
+    """Options that cannot be used, or not together."""
+
+
+class InputFileError(LabelIssuesError, ValueError):
+    """An input file is missing, unreadable or of a kind this pipeline refuses."""
+
+
+class InvalidRecordError(LabelIssuesError, ValueError):
+    """An input record breaks the validation rule and ``on_invalid`` is ``fail``."""
+
+
+def is_finite_probability(values: np.ndarray, tolerance: float) -> np.ndarray:
+    """True where a probability is finite and within ``tolerance`` of [0, 1]."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(values) & (values >= -tolerance) & (values <= 1 + tolerance)
+
+
+def _all_valid(labels: np.ndarray, pred_probs: np.ndarray, num_classes: int, tolerance: float) -> bool:
+    """The common case in a few vectorised reductions: min/max propagate NaN, and
+    a NaN fails every comparison, so this is False whenever any value is bad."""
+    if pred_probs.size == 0:
+        return True
+    low, high = pred_probs.min(), pred_probs.max()
+    labels_ok = labels.min() >= 0 and labels.max() < num_classes
+    return bool(labels_ok and low >= -tolerance and high <= 1 + tolerance)
+
+
+def invalid_row_reasons(
+    labels: np.ndarray, pred_probs: np.ndarray, num_classes: int, tolerance: float
+) -> Tuple[np.ndarray, List[str]]:
+    """Returns (indices of invalid rows, a reason for each): the rule for shaped rows."""
+    labels = np.asarray(labels)
+    if len(labels) and _all_valid(labels, pred_probs, num_classes, tolerance):
+        return np.zeros(0, dtype=np.int64), []
+    if labels.dtype.kind == "u":
+        label_ok = labels < num_classes
+    else:
+        label_ok = (labels >= 0) & (labels < num_classes)
+    probs_ok_cells = is_finite_probability(pred_probs, tolerance)
+    probs_ok = probs_ok_cells.all(axis=1)
+    bad = np.flatnonzero(~(label_ok & probs_ok))
+    reasons = []
+    for i in bad.tolist():
+        if not label_ok[i]:
+            reasons.append(f"label {labels[i]} is not a class in [0, {num_classes})")
+            continue
+        column = int(np.flatnonzero(~probs_ok_cells[i])[0])
+        value = float(pred_probs[i, column])
+        if math.isfinite(value):
+            reasons.append(
+                f"pred_probs[{column}] = {value!r} is outside [0, 1] by more than "
+                f"the tolerance {tolerance!r}"
+            )
+        else:
+            reasons.append(f"pred_probs[{column}] is {value!r}, not a finite number")
+    return bad, reasons
+
+
+def _json_number(value: Any) -> Any:
+    """A JSON-safe form of a raw value: non-finite floats become strings."""
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _json_id(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return _json_number(value)
+
+
+def invalid_record(record_id: Any, reason: str, label: Any, pred_probs: Any) -> Dict[str, Any]:
+    """One invalid record as written to ``invalid_records-*.jsonl``: id, reason, label, pred_probs."""
+    if isinstance(pred_probs, np.ndarray):
+        pred_probs = pred_probs.tolist()
+    if pred_probs is not None and not isinstance(pred_probs, (list, tuple)):
+        pred_probs = [pred_probs]
+    return {
+        "id": _json_id(record_id),
+        "reason": reason,
+        "label": _json_number(label.item() if isinstance(label, np.generic) else label),
+        "pred_probs": None if pred_probs is None else [_json_number(v) for v in pred_probs],
+    }
+
+
+def invalid_record_error(records: List[Dict[str, Any]]) -> InvalidRecordError:
+    """The error for ``on_invalid='fail'``: names the first record and the reason."""
+    first = records[0]
+    return InvalidRecordError(
+        f"invalid record id={first['id']!r}: {first['reason']}"
+        f" ({len(records)} invalid record(s) in this batch; "
+        "rerun with --on_invalid skip to leave them out and list them)"
+    )
+
+
+def validate_batch(
+    batch: ExampleBatch, num_classes: int, tolerance: float
+) -> Tuple[ExampleBatch, List[Dict[str, Any]]]:
+    """Splits a batch into its valid rows (labels as int64) and its invalid records."""
+    invalid = [
+        invalid_record(row.id, row.reason, row.label, row.pred_probs) for row in batch.malformed
+    ]
+    if len(batch) and batch.pred_probs.shape[1] != num_classes:
+        reason = f"pred_probs has {batch.pred_probs.shape[1]} columns, expected {num_classes}"
+        invalid.extend(
+            invalid_record(batch.ids[i], reason, batch.labels[i], batch.pred_probs[i])
+            for i in range(len(batch))
+        )
+        return _empty_like(batch, num_classes), invalid
+    bad, reasons = invalid_row_reasons(batch.labels, batch.pred_probs, num_classes, tolerance)
+    if len(bad):
+        invalid.extend(
+            invalid_record(batch.ids[i], reason, batch.labels[i], batch.pred_probs[i])
+            for i, reason in zip(bad.tolist(), reasons)
+        )
+        keep = np.ones(len(batch), dtype=bool)
+        keep[bad] = False
+        batch = batch.take(np.flatnonzero(keep))
+    labels = batch.labels.astype(np.int64, copy=False)
+    return ExampleBatch(batch.ids, labels, batch.pred_probs), invalid
+
+
+def _empty_like(batch: ExampleBatch, num_classes: int) -> ExampleBatch:
+    return ExampleBatch(
+        batch.ids[:0],
+        np.zeros(0, dtype=np.int64),
+        np.zeros((0, num_classes), dtype=batch.pred_probs.dtype),
+    )
