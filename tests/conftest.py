@@ -1,25 +1,33 @@
-"""Shared fixtures: where the real data lives, and the repository root."""
+"""Shared fixtures: the real predictions of the "pervasive label errors" study.
+
+MNIST is the package's demo data (beam_labelissues/demo_data); CIFAR-10 ships in
+tests/data/label_errors. Both are in the repository: the suite needs nothing beside it.
+"""
 
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from beam_labelissues import demo
+
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
-if TESTS_DIR not in sys.path:
-    sys.path.insert(0, TESTS_DIR)
-
-# The shared data folder sits beside the checkout (as in CI); override with LABEL_ERRORS_DIR.
-LABEL_ERRORS_DIR = os.environ.get(
-    "LABEL_ERRORS_DIR", os.path.join(os.path.dirname(REPO_ROOT), "shared", "data", "label-errors")
-)
+CIFAR10_DIR = os.path.join(TESTS_DIR, "data", "label_errors")
 
 
-@pytest.fixture(scope="session")
-def label_errors_dir():
-    if not os.path.isdir(LABEL_ERRORS_DIR):
-        pytest.fail(f"the real label-errors data is missing: {LABEL_ERRORS_DIR} (set LABEL_ERRORS_DIR)")
-    return LABEL_ERRORS_DIR
+def real_dataset_paths(name: str) -> dict:
+    """labels, pred_probs and human review paths of ``mnist`` or ``cifar10``."""
+    if name == "mnist":
+        return {"labels": demo.DEMO_LABELS, "pred_probs": demo.DEMO_PRED_PROBS, "review": demo.DEMO_HUMAN_REVIEW}
+    return {
+        "labels": os.path.join(CIFAR10_DIR, f"{name}_test_set_labels.npy"),
+        "pred_probs": os.path.join(CIFAR10_DIR, f"{name}_test_set_pred_probs.npy"),
+        "review": os.path.join(CIFAR10_DIR, f"{name}_mturk.json"),
+    }
+
+
+@pytest.fixture(params=["mnist", "cifar10"])
+def real_dataset(request):
+    """The real labels and cross-validated predictions of MNIST and CIFAR-10 (10,000 x 10 each)."""
+    return request.param, real_dataset_paths(request.param)

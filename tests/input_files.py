@@ -1,23 +1,15 @@
-"""Input files for the reader tests: Parquet writers, a gs://-style test filesystem,
-and a runner for several ``FindLabelIssues`` with any sources in one pipeline."""
+"""Input files for the reader tests: Parquet tables and a gs://-style test filesystem."""
 
 from __future__ import annotations
 
 import os
 import shutil
-from typing import Dict, List, Optional, Sequence
+from typing import Optional, Sequence
 
-import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 from apache_beam.io.filesystem import BeamIOError, CompressionTypes, FileMetadata
 from apache_beam.io.localfilesystem import LocalFileSystem
-from apache_beam.options.pipeline_options import PipelineOptions
-
-from beam_labelissues import FindLabelIssues
-from beam_labelissues.io import outputs
-
-DEFAULT_BEAM_ARGS = ["--runner=FnApiRunner"]
 
 
 class PrefixedLocalFileSystem(LocalFileSystem):
@@ -132,20 +124,3 @@ def examples_table(labels, probs, kind: str = "list", ids: Optional[Sequence] = 
     if ids is not None:
         columns["example_id"] = pa.array(ids, type=id_type)
     return pa.table(columns)
-
-
-def run_sources(runs: List[Dict], beam_args: Optional[List[str]] = None) -> beam.runners.runner.PipelineResult:
-    """Runs several FindLabelIssues in one pipeline; each dict: source, num_classes,
-    output_dir, optional id_type and any FindLabelIssues option. Returns the result."""
-    pipeline = beam.Pipeline(options=PipelineOptions(beam_args or DEFAULT_BEAM_ARGS))
-    for i, run in enumerate(runs):
-        run = dict(run)
-        output_dir = run.pop("output_dir")
-        id_type = run.pop("id_type", pa.int64())
-        result = pipeline | f"Find{i}" >> FindLabelIssues(
-            run.pop("num_classes"), source=run.pop("source"), id_type=id_type, **run
-        )
-        outputs.write_outputs(result, output_dir, id_type=id_type, label=f"Write{i}")
-    result = pipeline.run()
-    result.wait_until_finish()
-    return result

@@ -58,7 +58,7 @@ def test_issue_counts_do_not_depend_on_split():
         predicted = kernels.predicted_labels(b.pred_probs)
         scored.append(ScoredBatch(b, predicted, kernels.self_confidence(b.labels, b.pred_probs),
                                   kernels.confident_predictions(b.pred_probs[np.arange(len(b)), predicted], predicted, thresholds),
-                                  kernels.model_agrees_with_label(b.labels, b.pred_probs)))
+                                  kernels.predictions(b.labels, b.pred_probs)[2]))
     fn = IssueCountFn(10)
     whole, split = _combine_whole(fn, scored), _combine_split(fn, scored, 4)
     for name in ("prune_counts", "normalization", "class_counts", "score_histogram", "issue_histogram"):

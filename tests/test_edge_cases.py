@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 
 from datasets import DatasetSpec, make_dataset, write_npy
 from oracle import assert_matches, cleanlab_expected
-from pipeline_runs import read_output_dir, run_on_npy
+from harness import read_output_dir, run_pipeline
 
 
 def _run_cases(tmp_path, cases, beam_args=None):
@@ -17,7 +17,7 @@ def _run_cases(tmp_path, cases, beam_args=None):
         labels_path, probs_path = write_npy(str(tmp_path / name), labels, probs, **options.pop("save", {}))
         runs.append(dict(labels_path=labels_path, pred_probs_path=probs_path,
                          output_dir=str(tmp_path / name / "out"), **options))
-    run_on_npy(runs, beam_args)
+    run_pipeline(runs, beam_args)
     return {name: read_output_dir(str(tmp_path / name / "out")) for name in cases}
 
 
@@ -54,8 +54,8 @@ def test_unseen_class_zero_issues_and_layouts(tmp_path):
 def _outputs_equal(a, b):
     assert a["issues"] == b["issues"]  # files are read in name order, which is rank order
     assert a["scores"] == b["scores"] or sorted(zip(*a["scores"].values())) == sorted(zip(*b["scores"].values()))
-    # The number of score shards follows the bundles; everything else is identical.
-    shards = ("label_quality_scores_files", "label_issues_files")
+    # The number of score shards follows the bundles and "input" names the files; the rest is identical.
+    shards = ("label_quality_scores_files", "label_issues_files", "input")
     summary_a = {k: v for k, v in a["summary"].items() if k not in shards}
     summary_b = {k: v for k, v in b["summary"].items() if k not in shards}
     assert summary_a == summary_b

@@ -1,6 +1,6 @@
 """The same answer on every engine, and a failure in the middle of a run loses nothing.
 
-Each test runs the command line (pipelines/find_label_issues.py) in a subprocess on
+Each test runs the command line (python -m beam_labelissues) in a subprocess on
 real files with one engine of tests/engines.py and compares its output directory with
 a reference run on the in-process FnApiRunner:
 
@@ -15,8 +15,8 @@ and a generated 200,000 x 10 dataset as .npy and as Parquet split into files in 
 different ways (same rows, same order) and shuffled over four files with an id column.
 Variants change the batch size, the worker count and Flink's parallelism.
 
-Failures: ``beam_labelissues.faults`` makes the scoring step or the thresholds combine
-fail on its first attempt. Flink, with a restart strategy, must finish with the
+Failures: the test-only driver tests/fail_once.py runs the command line with a reader
+that fails on its first attempt in the first or the last pass over the data. Flink, with a restart strategy, must finish with the
 reference outputs (nothing lost, nothing counted twice); the engines that cannot retry
 must fail cleanly: non-zero exit, no summary.json, no label_issues file left.
 
@@ -46,13 +46,13 @@ import pyarrow.parquet as pq
 import pytest
 
 import engines
-from conftest import REPO_ROOT
 from datasets import DatasetSpec, make_dataset, write_npy
+from harness import CLI_COMMAND
 from input_files import examples_table
 
-from beam_labelissues import demo, faults
+from beam_labelissues import demo
 
-CLI = os.path.join(REPO_ROOT, "pipelines", "find_label_issues.py")
+FAIL_ONCE_DRIVER = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fail_once.py")]
 CLI_TIMEOUT_S = 600
 GENERATED = DatasetSpec(200_000, 10, "float32", "int64", noise=0.1, seed=5)
 # Keys of summary.json that name output shard files; their count may differ.
@@ -118,15 +118,13 @@ def _reap_group(group: int, grace_s: float = 5.0) -> List[str]:
     return sorted(left.values())
 
 
-def run_cli(args: Sequence[str], output_dir, env: Optional[Dict[str, str]] = None) -> CliRun:
+def run_cli(args: Sequence[str], output_dir, command: Sequence[str] = tuple(CLI_COMMAND)) -> CliRun:
     """Runs the CLI in a new session (so its process group holds everything it starts,
     a Flink job server included) and kills what it leaves running."""
-    environ = {k: v for k, v in os.environ.items() if k != faults.ENV_VAR}
-    environ.update(env or {})
-    cmd = [sys.executable, CLI, *args, "--output", str(output_dir), "--no_report", "--quiet"]
+    cmd = [*command, *args, "--output", str(output_dir), "--no_report", "--quiet"]
     started = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=environ, cwd=str(output_dir.parent), start_new_session=True)
+                            cwd=str(output_dir.parent), start_new_session=True)
     try:
         stdout, stderr = proc.communicate(timeout=CLI_TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -371,32 +369,32 @@ def test_flink_gives_the_reference_answer(case, tmp_path, inputs, references, fl
 # --- failures in the middle of a run ----------------------------------------------------
 
 
-def _fail_once_env(step: str, marker) -> Dict[str, str]:
-    return {faults.ENV_VAR: f"{step}:{marker}"}
+def _fail_once(fail_pass: int, marker) -> List[str]:
+    """The command of the test-only driver whose read fails once in pass ``fail_pass``."""
+    return FAIL_ONCE_DRIVER + [str(fail_pass), str(marker)]
 
 
 def _marker_pid(marker) -> int:
-    text = marker.read_text()
-    return int(text.rsplit("pid", 1)[1].split()[0])
+    return int(marker.read_text())
 
 
 @pytest.mark.parametrize(
-    "step, dataset, extra",
-    [("score", "parquet5", ["--parallelism", "3", "--batch_size", "7000"]),
-     ("thresholds", "gen200k", ["--parallelism", "1", "--batch_size", "20000"])],
-    ids=["score", "thresholds"],
+    "fail_pass, dataset, extra",
+    [(-1, "parquet5", ["--parallelism", "3", "--batch_size", "7000"]),
+     (0, "gen200k", ["--parallelism", "1", "--batch_size", "20000"])],
+    ids=["last-pass", "first-pass"],
 )
 @pytest.mark.flink
 @pytest.mark.skipif(not HAVE_FLINK_TOOLS, reason="Flink needs mvn and java on PATH")
-def test_flink_retries_a_failed_step_and_loses_nothing(step, dataset, extra, tmp_path, inputs,
+def test_flink_retries_a_failed_step_and_loses_nothing(fail_pass, dataset, extra, tmp_path, inputs,
                                                         references, flink_args):
-    marker = tmp_path / f"failed-{step}"
+    marker = tmp_path / f"failed-{fail_pass}"
     out = tmp_path / "out"
     out.mkdir()
     # --flink_conf_dir is the Java job server's option; the CLI passes it on.
     restart_args = engines.flink_restart_args(str(tmp_path / "flink-conf"))
     run = run_cli(inputs.args[dataset] + _engine_args("flink", extra, flink_args) + restart_args, out,
-                  env=_fail_once_env(step, marker))
+                  command=_fail_once(fail_pass, marker))
     assert_ok(run)
     # The step did fail once (in this process: LOOPBACK), and the restarted job finished.
     assert marker.exists(), "the injected failure never happened"
@@ -409,20 +407,19 @@ def test_flink_retries_a_failed_step_and_loses_nothing(step, dataset, extra, tmp
     assert_nothing_left_running(run)
 
 
-@pytest.mark.parametrize("step", ["score", "thresholds"])
+@pytest.mark.parametrize("fail_pass", [0, -1], ids=["first-pass", "last-pass"])
 @pytest.mark.parametrize("engine", ["fnapi", "multiprocess", "portable"])
-def test_engines_without_retry_fail_cleanly(engine, step, tmp_path, inputs, references):
+def test_engines_without_retry_fail_cleanly(engine, fail_pass, tmp_path, inputs, references):
     out = tmp_path / "out"
     shutil.copytree(references["mnist"], out)  # an earlier finished run in the same folder
-    marker = tmp_path / f"failed-{step}"
-    run = run_cli(inputs.args["mnist"] + engines.ENGINES[engine](), out,
-                  env=_fail_once_env(step, marker))
+    marker = tmp_path / f"failed-{fail_pass}"
+    run = run_cli(inputs.args["mnist"] + engines.ENGINES[engine](), out, command=_fail_once(fail_pass, marker))
     assert run.returncode != 0
-    assert "injected failure in step" in run.stderr, run.stderr[-8000:]
+    assert "injected failure in the read of a pass" in run.stderr, run.stderr[-8000:]
     assert_nothing_left_running(run)
     assert marker.exists()
     pid = _marker_pid(marker)
-    if engine == "multiprocess":  # the variable reached a worker subprocess
+    if engine == "multiprocess":  # the read ran in a worker subprocess
         assert pid != run.pid
     else:  # the worker runs in the launching process
         assert pid == run.pid

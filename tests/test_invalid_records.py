@@ -14,7 +14,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import pickle
 import subprocess
 import sys
 
@@ -25,15 +24,13 @@ import pytest
 from apache_beam.metrics.metric import MetricsFilter
 
 from datasets import DatasetSpec, make_dataset, write_npy
-from input_files import examples_table, run_sources
+from harness import read_output_dir, run_pipeline, write_pickle_bomb
+from input_files import examples_table
 from oracle import assert_matches, cleanlab_expected
-from pipeline_runs import read_output_dir
 
+from beam_labelissues import cli
 from beam_labelissues.io.npy import NpyPair, ReadNpyExamples
 from beam_labelissues.io.parquet import ParquetDataset, ReadParquetExamples
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pipelines"))
-import find_label_issues as cli  # noqa: E402
 
 SPEC = DatasetSpec(200, 4, "float32", "int32", noise=0.2, seed=11)
 TOLERANCE = 1e-4
@@ -134,7 +131,7 @@ def skipped(tmp_path):
     pq.write_table(_parquet_table(labels, probs, [], ids), str(tmp_path / "ids.parquet"), row_group_size=50)
 
     runs = {
-        "npy": (ReadNpyExamples(NpyPair.open(*npy), batch_size=32), pa.int64(), set(VALUE_CASES)),
+        "npy": (ReadNpyExamples(NpyPair.open(*npy), batch_size=32), None, set(VALUE_CASES)),
         "parquet": (ParquetDataset.open(str(tmp_path / "list-*.parquet")), None, set(VALUE_CASES) | set(SHAPE_CASES)),
         "columns": (ParquetDataset.open(str(tmp_path / "columns.parquet"), pred_probs_columns="p_*"), None,
                     {COLUMN_NULL_ROW}),
@@ -143,10 +140,10 @@ def skipped(tmp_path):
     specs = []
     for name, (source, id_type, _) in runs.items():
         if isinstance(source, ParquetDataset):
-            source, id_type = ReadParquetExamples(source, batch_size=16), source.id_type
-        specs.append(dict(source=source, num_classes=K, id_type=id_type, output_dir=str(tmp_path / f"out-{name}"),
+            source = ReadParquetExamples(source, batch_size=16)
+        specs.append(dict(source=source, num_classes=K, output_dir=str(tmp_path / f"out-{name}"),
                           on_invalid="skip", tolerance=TOLERANCE, with_scores=True))
-    result = run_sources(specs)
+    result = run_pipeline(specs)
     counters = {}
     for metric in result.metrics().query(MetricsFilter().with_name("invalid_records"))["counters"]:
         run = metric.key.step.split("/")[0]
@@ -267,21 +264,9 @@ def test_tolerated_values_are_valid_in_fail_mode(tmp_path, capsys):
 # -- file-level problems: always fail -----------------------------------------------------------
 
 
-class _CreatesFileWhenUnpickled:
-    """Unpickling calls open(path, 'w'): the file appears if anyone unpickles it."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
-
-
 def test_pickled_npy_is_refused_without_unpickling(tmp_path, capsys):
     marker = tmp_path / "unpickled-marker"
-    payload = np.array([_CreatesFileWhenUnpickled(str(marker))], dtype=object)
-    evil = str(tmp_path / "evil.npy")
-    np.save(evil, payload, allow_pickle=True)
+    evil = write_pickle_bomb(tmp_path / "evil.npy", marker)
     labels, probs = write_npy(str(tmp_path / "ok"), np.zeros(1, np.int64), np.full((1, 2), 0.5))
     for args in (["--labels_file", evil, "--pred_probs_file", probs],
                  ["--labels_file", labels, "--pred_probs_file", evil]):
@@ -293,15 +278,14 @@ def test_pickled_npy_is_refused_without_unpickling(tmp_path, capsys):
             assert not marker.exists(), "the pickle was unpickled"
     # The payload is live: numpy with allow_pickle=True does create the file (in a child process).
     proof = tmp_path / "proof-marker"
-    np.save(evil, np.array([_CreatesFileWhenUnpickled(str(proof))], dtype=object), allow_pickle=True)
+    write_pickle_bomb(evil, proof)
     subprocess.run([sys.executable, "-c", f"import numpy; numpy.load({evil!r}, allow_pickle=True)"], check=True)
     assert proof.exists() and not marker.exists()
 
 
 def test_a_raw_pickle_is_not_a_npy_file(tmp_path, capsys):
     marker = tmp_path / "raw-marker"
-    raw = tmp_path / "raw.npy"
-    raw.write_bytes(pickle.dumps(_CreatesFileWhenUnpickled(str(marker))))
+    raw = write_pickle_bomb(tmp_path / "raw.npy", marker, as_npy=False)
     _, probs = write_npy(str(tmp_path / "ok"), np.zeros(1, np.int64), np.full((1, 2), 0.5))
     code = cli.main(["--labels_file", str(raw), "--pred_probs_file", probs, "--output", str(tmp_path / "out"),
                      "--no_report", "--quiet"])

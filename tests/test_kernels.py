@@ -44,7 +44,7 @@ def test_agreement_equals_cleanlab_reduce_issues():
     labels, probs = _data(seed=4)
     probs[:50] = 0.25  # exact ties: the 1e-6 bump decides
     probs[:50, :4] = 0.25
-    np.testing.assert_array_equal(kernels.model_agrees_with_label(labels, probs), _reduce_issues(probs, labels))
+    np.testing.assert_array_equal(kernels.predictions(labels, probs)[2], _reduce_issues(probs, labels))
 
 
 def test_exact_sums_are_exact_and_order_independent():
@@ -106,19 +106,6 @@ def test_lowest_by_score_then_id_breaks_ties_by_id_for_ints_and_strings():
     np.testing.assert_array_equal(kernels.lowest_by_score_then_id(scores, string_ids, 5), [3, 1, 4, 2, 0])
 
 
-def test_invalid_row_reasons_name_the_problem():
-    labels = np.array([0, 3, 1, 1, -1], dtype=np.int64)
-    probs = np.array([[0.5, 0.5], [0.5, 0.5], [np.nan, 1], [1.2, -0.2], [0.5, 0.5]])
-    bad, reasons = kernels.invalid_row_reasons(labels, probs, 2, 1e-4)
-    assert bad.tolist() == [1, 2, 3, 4]
-    assert "label 3 is not a class in [0, 2)" in reasons[0]
-    assert "nan" in reasons[1]
-    assert "outside [0, 1]" in reasons[2]
-    assert "label -1" in reasons[3]
-    ok, _ = kernels.invalid_row_reasons(np.array([0], dtype=np.uint64), np.array([[1.00001, -0.00001]]), 2, 1e-4)
-    assert len(ok) == 0
-
-
 def test_rank_ranges_respect_the_budget_and_offsets_count_the_issues_before():
     histogram = np.array([0, 3, 0, 5, 1, 1, 0, 9, 2, 0])
     assert kernels.plan_rank_ranges(histogram, 9, 5) == [(1, 0), (3, 3), (4, 8), (7, 10), (8, 19)]
@@ -137,4 +124,4 @@ def test_model_agrees_matches_reduce_issues_on_exact_ties_in_either_order():
         [0.5, 0.5 - 2e-6, 0.0],   # the bump falls short
         [0.1, 0.2, 0.7],
     ])
-    np.testing.assert_array_equal(kernels.model_agrees_with_label(labels, probs), _reduce_issues(probs, labels))
+    np.testing.assert_array_equal(kernels.predictions(labels, probs)[2], _reduce_issues(probs, labels))

@@ -16,7 +16,7 @@ import pytest
 
 from datasets import DatasetSpec, make_dataset, write_npy
 from oracle import assert_matches, cleanlab_expected
-from pipeline_runs import read_output_dir, run_on_npy
+from harness import read_output_dir, run_pipeline
 
 OPTION_COMBOS = [
     dict(method=m, adjust_pred_probs=a, estimation_method=e)
@@ -76,7 +76,7 @@ def _run_group(group: int, base_dir: str):
         runs.append(dict(labels_path=labels_path, pred_probs_path=probs_path,
                          output_dir=os.path.join(directory, "out"), with_scores=index % 3 == 0, **options))
         expected[index] = (cleanlab_expected(labels, probs, **options), os.path.join(directory, "out"))
-    run_on_npy(runs)
+    run_pipeline(runs)
     _RESULTS[group] = expected
     return expected
 
@@ -109,7 +109,7 @@ def test_float32_thresholds_agree_with_cleanlab_on_native_precision(tmp_path):
     spec = DatasetSpec(20000, 10, "float32", "int64", 0.1, seed=5)
     labels, probs = make_dataset(spec)
     labels_path, probs_path = write_npy(str(tmp_path), labels, probs)
-    run_on_npy([dict(labels_path=labels_path, pred_probs_path=probs_path, output_dir=str(tmp_path / "out"))])
+    run_pipeline([dict(labels_path=labels_path, pred_probs_path=probs_path, output_dir=str(tmp_path / "out"))])
     summary = read_output_dir(str(tmp_path / "out"))["summary"]
     from cleanlab.experimental.label_issues_batched import LabelInspector
 

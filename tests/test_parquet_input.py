@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import numpy as np
 import pyarrow as pa
@@ -18,11 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from datasets import DatasetSpec, make_dataset, write_npy
-from input_files import PrefixedLocalFileSystem, examples_table, probs_column, run_sources
+from harness import read_output_dir, run_pipeline
+from input_files import PrefixedLocalFileSystem, examples_table, probs_column
 from oracle import assert_matches, cleanlab_expected
-from pipeline_runs import read_output_dir
 
-from beam_labelissues.io.npy import InputFileError, NpyPair, ReadNpyExamples
+from beam_labelissues import cli
+from beam_labelissues.io.npy import NpyPair, ReadNpyExamples
 from beam_labelissues.io.parquet import (
     ParquetColumns,
     ParquetDataset,
@@ -30,9 +30,8 @@ from beam_labelissues.io.parquet import (
     class_columns,
     record_batch_to_examples,
 )
+from beam_labelissues.validation import InputFileError
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pipelines"))
-import find_label_issues as cli  # noqa: E402
 
 SPEC = DatasetSpec(3000, 12, "float32", "int16", noise=0.15, seed=31)
 # Uneven files and row groups; part-b is empty. Sorted names give the row order.
@@ -95,7 +94,7 @@ def parity(tmp_path):
     remote_glob = PrefixedLocalFileSystem.remote(glob_plain)
     remote_out = PrefixedLocalFileSystem.remote(str(base / "remote-out"))
     datasets = {
-        "npy": (ReadNpyExamples(NpyPair.open(npy_labels, npy_probs), batch_size=256), pa.int64()),
+        "npy": (ReadNpyExamples(NpyPair.open(npy_labels, npy_probs), batch_size=256),),
         "single": ParquetDataset.open(single),
         "glob": ParquetDataset.open(glob_plain),
         "glob_int_id": ParquetDataset.open(glob_int, id_column="example_id"),
@@ -104,22 +103,21 @@ def parity(tmp_path):
         "remote_glob": ParquetDataset.open(remote_glob),
         "remote_npy": (
             ReadNpyExamples(NpyPair.open(*[PrefixedLocalFileSystem.remote(p) for p in (npy_labels, npy_probs)])),
-            pa.int64(),
         ),
     }
     runs, out_dirs = [], {}
     for name, dataset in datasets.items():
         if isinstance(dataset, ParquetDataset):
-            source, id_type = ReadParquetExamples(dataset, batch_size=100 if "glob" in name else None), dataset.id_type
+            source = ReadParquetExamples(dataset, batch_size=100 if "glob" in name else None)
         else:
-            source, id_type = dataset
+            source = dataset[0]
         output_dir = remote_out if name.startswith("remote") else str(base / f"out-{name}")
         if name == "remote_npy":
             output_dir += "-npy"
         out_dirs[name] = output_dir
-        runs.append(dict(source=source, num_classes=k, output_dir=output_dir, id_type=id_type,
+        runs.append(dict(source=source, num_classes=k, output_dir=output_dir,
                          with_scores=name in ("glob_string_id", "glob", "remote_glob")))
-    run_sources(runs)
+    run_pipeline(runs)
     return dict(expected=expected, out_dirs=out_dirs, datasets=datasets, n=n, base=base)
 
 

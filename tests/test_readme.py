@@ -11,7 +11,7 @@ import sys
 import numpy as np
 from cleanlab.experimental.label_issues_batched import find_label_issues_batched
 
-from conftest import REPO_ROOT
+from harness import REPO_ROOT
 
 
 def _readme():

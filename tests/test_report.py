@@ -1,8 +1,8 @@
-"""Tests of the HTML report, on output directories computed with cleanlab on real MNIST data.
+"""Tests of the HTML report, on output directories the real pipeline writes from real MNIST data.
 
-`make_output_dir` writes an output directory by the pipeline's contract with values
-from cleanlab's batched implementation; it is the one place to switch to the real
-pipeline later.
+`make_output_dir` runs ``FindLabelIssues`` on the given labels and predictions
+(a .npy pair, or Parquet with an id column) and writes the output directory the
+report reads; cleanlab is the oracle of the pipeline itself (tests/test_parity.py).
 """
 
 from __future__ import annotations
@@ -21,14 +21,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from beam_labelissues import report
+from browser import count_loaded_images, find_chromium, screenshot
+from datasets import write_npy
+from harness import run_pipeline
+from input_files import PrefixedLocalFileSystem, examples_table
 
-try:  # tests/ as a package or as a plain directory on sys.path
-    from tests.browser import count_loaded_images, find_chromium, screenshot
-except ImportError:
-    from browser import count_loaded_images, find_chromium, screenshot
+from beam_labelissues import demo, report
+from beam_labelissues.io import NpyPair, ParquetDataset, ReadNpyExamples, ReadParquetExamples
+from beam_labelissues.io.class_names import load_class_names
 
-DATA_DIR = Path("/work/shared/data/label-errors")
 MNIST_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -44,98 +45,34 @@ def make_output_dir(
     *,
     ids: list | np.ndarray | None = None,
     class_names: list[str] | None = None,
-    method: str = "self_confidence",
-    adjust_pred_probs: bool = False,
-    estimation_method: str = "off_diagonal",
-    num_files: int = 2,
-    histogram_bins: int = 50,
-    num_invalid_records: int = 0,
-    input_description: str = "npy: labels.npy, pred_probs.npy",
+    input_dir_name: str = "input",
     name: str = "out",
+    **settings,
 ) -> Path:
-    """Write label_issues-*.parquet and summary.json as the pipeline would, values from cleanlab."""
-    from cleanlab.experimental.label_issues_batched import LabelInspector, find_label_issues_batched
-
-    labels = np.asarray(labels, dtype=np.int64)
-    pred_probs = np.asarray(pred_probs, dtype=np.float64)
-    n, k = pred_probs.shape
-    ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids)
-    quality_kwargs = {"method": method, "adjust_pred_probs": adjust_pred_probs}
-    issue_kwargs = {"estimation_method": estimation_method}
-    batch = 2500
-
-    inspector = LabelInspector(num_class=k, verbose=False, n_jobs=1,
-                               quality_score_kwargs=quality_kwargs, num_issue_kwargs=issue_kwargs)
-    for start in range(0, n, batch):
-        inspector.update_confident_thresholds(labels[start:start + batch], pred_probs[start:start + batch])
-    for start in range(0, n, batch):
-        inspector.score_label_quality(labels[start:start + batch], pred_probs[start:start + batch])
-    thresholds = inspector.get_confident_thresholds(silent=True)
-    scores = inspector.get_quality_scores()
-    num_estimated = int(inspector.get_num_issues(silent=True))
-    issue_idx = find_label_issues_batched(labels, pred_probs, batch_size=batch, n_jobs=1, verbose=False,
-                                          quality_score_kwargs=quality_kwargs, num_issue_kwargs=issue_kwargs)
-    ranked = sorted(issue_idx.tolist(), key=lambda i: (scores[i], ids[i]))
-    predicted = pred_probs.argmax(axis=1)
-
-    columns = {
-        "rank": pa.array(np.arange(len(ranked), dtype=np.int64)),
-        "id": pa.array([ids[i].item() for i in ranked],
-                       type=pa.string() if ids.dtype.kind in "USO" else pa.int64()),
-        "given_label": pa.array(labels[ranked].astype(np.int64), type=pa.int64()),
-        "predicted_label": pa.array(predicted[ranked].astype(np.int64), type=pa.int64()),
-        "label_quality": pa.array(scores[ranked].astype(np.float64), type=pa.float64()),
-    }
-    if class_names is not None:
-        columns["given_label_name"] = pa.array([class_names[labels[i]] for i in ranked], type=pa.string())
-        columns["predicted_label_name"] = pa.array([class_names[predicted[i]] for i in ranked],
-                                                   type=pa.string())
-    table = pa.table(columns)
-
+    """Runs the pipeline on the data (ids -> Parquet with a string id column, else .npy)."""
+    data_dir = tmp_path / input_dir_name
+    if ids is None:
+        source = ReadNpyExamples(NpyPair.open(*write_npy(str(data_dir), labels, pred_probs)))
+    else:
+        data_dir.mkdir(parents=True)
+        table = examples_table(np.asarray(labels), np.asarray(pred_probs), ids=list(ids), id_type=pa.string())
+        pq.write_table(table, str(data_dir / "examples.parquet"), row_group_size=1000)
+        source = ReadParquetExamples(ParquetDataset.open(str(data_dir / "*.parquet"), id_column="example_id"))
     out = tmp_path / name
-    out.mkdir(parents=True)
-    files = []
-    for f in range(num_files):
-        # Round-robin rows across files so no file is a contiguous run of ranks.
-        part = table.take(np.arange(f, table.num_rows, num_files))
-        file_name = f"label_issues-{f:05d}-of-{num_files:05d}.parquet"
-        pq.write_table(part, out / file_name)
-        files.append(file_name)
-
-    counts, edges = np.histogram(scores, bins=histogram_bins, range=(0.0, 1.0))
-    summary = {
-        "num_examples": int(n),
-        "num_classes": int(k),
-        "num_label_issues": len(ranked),
-        "num_issues_estimated": num_estimated,
-        "confident_thresholds": [float(t) for t in thresholds],
-        "examples_per_class": np.bincount(labels, minlength=k).astype(int).tolist(),
-        "method": method,
-        "adjust_pred_probs": adjust_pred_probs,
-        "estimation_method": estimation_method,
-        "num_invalid_records": num_invalid_records,
-        "score_histogram": {"bin_edges": edges.tolist(), "counts": counts.astype(int).tolist()},
-        "issue_score_range": [float(scores[ranked].min()), float(scores[ranked].max())] if ranked else None,
-        "class_names": class_names,
-        "input": input_description,
-        "label_issues_files": files,
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    run_pipeline([dict(source=source, num_classes=pred_probs.shape[1], output_dir=str(out),
+                       class_names=class_names, **settings)])
     return out
 
 
 @pytest.fixture(scope="module")
 def mnist():
-    labels = np.load(DATA_DIR / "mnist_test_set_labels.npy").astype(np.int64)
-    pred_probs = np.load(DATA_DIR / "mnist_test_set_pred_probs.npy")
-    return labels, pred_probs
+    return np.load(demo.DEMO_LABELS).astype(np.int64), np.load(demo.DEMO_PRED_PROBS)
 
 
 @pytest.fixture(scope="module")
 def mnist_dir(tmp_path_factory, mnist):
     labels, pred_probs = mnist
-    out = make_output_dir(tmp_path_factory.mktemp("mnist"), labels, pred_probs,
-                          input_description="npy: mnist_test_set_labels.npy, mnist_test_set_pred_probs.npy")
+    out = make_output_dir(tmp_path_factory.mktemp("mnist"), labels, pred_probs)
     report.write_report(str(out))
     return out
 
@@ -155,7 +92,8 @@ def mnist_named_dir(tmp_path_factory, mnist):
     labels, pred_probs = mnist
     out = make_output_dir(tmp_path_factory.mktemp("mnist_named"), flip_labels(labels, 300), pred_probs,
                           class_names=MNIST_NAMES, method="normalized_margin",
-                          estimation_method="off_diagonal_calibrated", num_files=3)
+                          estimation_method="off_diagonal_calibrated", max_issues_per_worker=60)
+    assert len(list(out.glob("label_issues-*.parquet"))) >= 3
     report.write_report(str(out))
     return out
 
@@ -327,7 +265,7 @@ def test_class_names_argument_overrides_summary(mnist_named_dir, tmp_path):
 def test_zero_issues(tmp_path, mnist):
     _, pred_probs = mnist
     agreeing = pred_probs.argmax(axis=1)  # every label agrees with the model: cleanlab finds none
-    out = make_output_dir(tmp_path, agreeing, pred_probs, num_files=1)
+    out = make_output_dir(tmp_path, agreeing, pred_probs)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_label_issues"] == 0 and summary["issue_score_range"] is None
     report.write_report(str(out))
@@ -340,13 +278,13 @@ def test_zero_issues(tmp_path, mnist):
     assert_self_contained(out, expected_images=3)
 
 
-def test_no_issue_files_and_zero_issues(tmp_path, mnist):
-    _, pred_probs = mnist
-    out = make_output_dir(tmp_path, pred_probs.argmax(axis=1), pred_probs, num_files=1)
+def test_a_missing_issues_file_is_a_clear_error(tmp_path, mnist):
+    labels, pred_probs = mnist
+    out = make_output_dir(tmp_path, labels[:3000], pred_probs[:3000])
     for p in out.glob("label_issues-*.parquet"):
         p.unlink()
-    report.write_report(str(out))
-    assert "No label issues were found." in (out / "report.html").read_text()
+    with pytest.raises(Exception, match="label_issues-00000-of-00001.parquet"):
+        report.write_report(str(out))
 
 
 def test_class_without_examples(tmp_path, mnist):
@@ -370,12 +308,12 @@ def test_string_ids_and_hostile_text_are_escaped(tmp_path, mnist):
     ids = np.array([f"img<{i:05d}>&\"x\"" for i in range(n)])
     names = [f"<script>alert({d})</script>" if d == 3 else f"c&{d}" for d in range(10)]
     out = make_output_dir(tmp_path, labels[:n], pred_probs[:n], ids=ids, class_names=names,
-                          input_description='parquet: <gs://bucket/"x">')
+                          input_dir_name='in<"x">')
     report.write_report(str(out))
     text, parser = parse_report(out)
     assert "<script" not in text
     assert "&lt;script&gt;alert(3)&lt;/script&gt; (3)" in text
-    assert 'parquet: &lt;gs://bucket/&quot;x&quot;&gt;' in text
+    assert 'in&lt;&quot;x&quot;&gt;' in text and 'in<"x">' not in text
     expected = read_issues(out)[: report.TOP_ISSUES]
     assert [r["cells"][1] for r in parser.issue_rows] == [w["id"] for w in expected]
 
@@ -423,7 +361,7 @@ def test_missing_summary_is_a_clear_error(tmp_path):
 def test_load_class_names(tmp_path, content, expected):
     path = tmp_path / "names.txt"
     path.write_text(content, encoding="utf-8")
-    assert report.load_class_names(str(path)) == expected
+    assert load_class_names(str(path)) == expected
 
 
 @pytest.mark.parametrize(
@@ -442,7 +380,7 @@ def test_load_class_names_rejects_bad_files(tmp_path, content, message):
     path = tmp_path / "names.txt"
     path.write_text(content, encoding="utf-8")
     with pytest.raises(ValueError, match=re.escape(message)):
-        report.load_class_names(str(path))
+        load_class_names(str(path))
 
 
 def test_importing_report_does_not_import_matplotlib():
@@ -480,16 +418,16 @@ def test_report_renders_in_chromium(mnist_named_dir, tmp_path):
     assert loaded == total
 
 
-def test_reads_and_writes_through_beam_filesystems(mnist_named_dir, tmp_path, monkeypatch):
-    """The gs:// code path, exercised on a local directory through Beam's FileSystems."""
+def test_reads_and_writes_through_beam_filesystems(mnist_named_dir, tmp_path):
+    """A gs://-style path: the report reads and writes through Beam's FileSystems only."""
     out = tmp_path / "copy"
     shutil.copytree(mnist_named_dir, out)
     (out / "report.html").unlink()
-    monkeypatch.setattr(report, "_is_remote", lambda path: True)
-    path = report.write_report(str(out))
-    assert path == str(out / "report.html")
+    remote = PrefixedLocalFileSystem.remote(str(out))
+    path = report.write_report(remote)
+    assert path == PrefixedLocalFileSystem.remote(str(out / "report.html"))
     _, parser = parse_report(out)
     assert len(parser.issue_rows) == report.TOP_ISSUES
     names = tmp_path / "names.txt"
     names.write_text("a\nb\n")
-    assert report.load_class_names(str(names)) == ["a", "b"]
+    assert load_class_names(PrefixedLocalFileSystem.remote(str(names))) == ["a", "b"]

@@ -8,17 +8,15 @@ import ast
 import json
 import os
 import re
-import sys
 
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPO_ROOT
 from datasets import DatasetSpec, make_dataset
+from harness import REPO_ROOT
 from input_files import examples_table
 
-sys.path.insert(0, os.path.join(REPO_ROOT, "pipelines"))
-import find_label_issues as cli  # noqa: E402
+from beam_labelissues import cli
 
 TEMPLATES = os.path.join(REPO_ROOT, "templates")
 # Required by the template though the CLI has a default: a local ./label_issues_output
@@ -174,7 +172,7 @@ def test_pipeline_translates_for_dataflow_offline(tmp_path, capsys):
     names = {t.unique_name for t in transforms.values()}
     for step in ("FindLabelIssues/ConfidentThresholds", "FindLabelIssues/CountIssues",
                  "FindLabelIssues/ReadForRanking", "FindLabelIssues/ReadForThresholds/Read",
-                 "WriteOutputs/WriteLabelIssues", "WriteOutputs/WriteSummary"):
+                 "WriteLabelIssues/WriteLabelIssues", "WriteLabelIssues/WriteSummary"):
         assert any(n == step or n.startswith(step + "/") for n in names), step
     # Through the command line: exit 0, says it was a dry run, touches no output.
     assert cli.main(argv) == 0
