@@ -54,11 +54,12 @@ class ExampleBatch:
 class ScoredBatch:
     """What the scoring step knows about each row of one ``ExampleBatch``.
 
+    ``predicted`` is each row's predicted class and ``top_prob`` its probability;
     ``confident`` marks rows whose predicted class clears its threshold, the
     rows the issue count is built from; ``model_agrees`` rows that can never be
-    issues. The three are None when the step that scored the batch did not need them. ``examples`` is kept
-    for the steps fused after scoring that need whole probability rows for a few
-    candidates.
+    issues. Each is None when the step that scored the batch did not need it.
+    ``examples`` is kept for the steps fused after scoring that need whole
+    probability rows for a few candidates.
     """
 
     examples: ExampleBatch
@@ -66,6 +67,39 @@ class ScoredBatch:
     scores: np.ndarray
     confident: Optional[np.ndarray]
     model_agrees: Optional[np.ndarray] = None
+    top_prob: Optional[np.ndarray] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class DisagreeingRows:
+    """The rows of a batch whose predicted class is not the given label, in a few bytes each.
+
+    Every label issue, and every row the ``off_diagonal`` count counts, is such a
+    row; with ``top_prob`` (the predicted class's probability, in the input's
+    dtype) the count follows from the thresholds without reading the data again.
+    """
+
+    ids: np.ndarray
+    given: np.ndarray
+    predicted: np.ndarray
+    top_prob: np.ndarray
+    scores: np.ndarray
+    model_agrees: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def candidates(self, rows: np.ndarray, keep_lowest: int) -> "IssueCandidates":
+        """The rows ``rows`` as issue candidates."""
+        return IssueCandidates(
+            self.ids[rows], self.given[rows], self.predicted[rows], self.scores[rows], self.model_agrees[rows],
+            keep_lowest,
+        )
+
+    @staticmethod
+    def concatenate(parts: Sequence["DisagreeingRows"]) -> "DisagreeingRows":
+        return DisagreeingRows(*(np.concatenate([getattr(p, f.name) for p in parts])
+                                 for f in dataclasses.fields(DisagreeingRows)))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 
-from beam_labelissues.batches import ExampleBatch, IssueCandidates, ScoredBatch
+from beam_labelissues.batches import DisagreeingRows, ExampleBatch, IssueCandidates, ScoredBatch
 
 
 def approximate_nbytes(value: Any) -> int:
@@ -54,5 +54,5 @@ class BatchCoder(beam.coders.Coder):
         return hash(type(self))
 
 
-for _batch_type in (ExampleBatch, ScoredBatch, IssueCandidates):
+for _batch_type in (ExampleBatch, ScoredBatch, IssueCandidates, DisagreeingRows):
     beam.coders.registry.register_coder(_batch_type, BatchCoder)

@@ -8,7 +8,7 @@ data was split: the same answer on one worker or a thousand.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, List
+from typing import Any, List, Optional, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -77,16 +77,21 @@ class ConfidentThresholdsFn(beam.CombineFn):
 
 @dataclasses.dataclass
 class IssueCountStats:
-    """Result of the count pass: per-class counts, the histogram of all scores and
-    the histogram of the scores of rows the model disagrees with (possible issues)."""
+    """What the cut needs: per-class counts, the histogram of all scores and the
+    histogram of the scores of rows the model disagrees with (possible issues).
+
+    ``normalization`` is None where only the ``off_diagonal`` estimate was counted.
+    """
 
     prune_counts: np.ndarray
-    normalization: np.ndarray
+    normalization: Optional[np.ndarray]
     class_counts: np.ndarray
     score_histogram: np.ndarray
     issue_histogram: np.ndarray
 
     def num_issues(self, estimation_method: str) -> int:
+        if self.normalization is None and estimation_method != "off_diagonal":
+            raise ValueError(f"{estimation_method} needs the normalization counts, which were not counted")
         return kernels.estimate_num_issues(
             self.prune_counts, self.normalization, self.class_counts, estimation_method
         )
@@ -134,6 +139,63 @@ class IssueCountFn(beam.CombineFn):
         return IssueCountStats(
             counts[0].copy(), counts[1].copy(), counts[2].copy(), histogram[0].copy(), histogram[1].copy()
         )
+
+
+@dataclasses.dataclass
+class ScoreHistogram:
+    """Counts of every row's score in ``len(counts)`` equal bins of [0, 1]."""
+
+    counts: np.ndarray
+
+
+class ScoreHistogramFn(beam.CombineFn):
+    """The histogram of every row's score over ``num_bins`` bins of [0, 1] (int64 counts)."""
+
+    def __init__(self, num_bins: int = NUM_SCORE_BINS):
+        self._num_bins = num_bins
+
+    def create_accumulator(self) -> np.ndarray:
+        return np.zeros(self._num_bins, dtype=np.int64)
+
+    def add_input(self, histogram: np.ndarray, scored: ScoredBatch) -> np.ndarray:
+        if len(scored.scores):
+            histogram += np.bincount(kernels.score_bins(scored.scores, self._num_bins), minlength=self._num_bins)
+        return histogram
+
+    def merge_accumulators(self, histograms) -> np.ndarray:
+        histograms = iter(histograms)
+        merged = next(histograms).copy()
+        for other in histograms:
+            merged += other
+        return merged
+
+    def extract_output(self, histogram: np.ndarray) -> ScoreHistogram:
+        return ScoreHistogram(histogram)
+
+
+class SumCountsFn(beam.CombineFn):
+    """Sums tuples of int64 arrays element by element (exact; the shapes fixed by ``shapes``)."""
+
+    def __init__(self, shapes: Sequence[int]):
+        self._shapes = tuple(shapes)
+
+    def create_accumulator(self):
+        return tuple(np.zeros(shape, dtype=np.int64) for shape in self._shapes)
+
+    def add_input(self, accumulator, counts):
+        for total, part in zip(accumulator, counts):
+            total += part
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        accumulators = iter(accumulators)
+        merged = tuple(a.copy() for a in next(accumulators))
+        for other in accumulators:
+            self.add_input(merged, other)
+        return merged
+
+    def extract_output(self, accumulator):
+        return accumulator
 
 
 class LowestScoresFn(beam.CombineFn):

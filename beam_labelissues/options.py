@@ -7,7 +7,7 @@ default from here, so each is declared once.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -35,6 +35,12 @@ class LabelIssuesOptions:
       with_scores: also produce every example's score and issue flag.
       max_issues_per_worker: the most issues one worker ranks at once; more are
         ranked in score ranges on separate workers. Results never depend on it.
+      hold_disagreeing_rows: keep the rows whose predicted class is not the given
+        label (about 20 bytes each) between passes, so the count and the ranking
+        need no further read of the data; None: whenever the settings allow it
+        (no ``adjust_pred_probs``, ``off_diagonal``). False reads the data again
+        instead, for inputs whose disagreeing rows would not fit a worker's memory
+        (on the local runner they are held in memory). Results never depend on it.
     """
 
     num_classes: int
@@ -45,6 +51,15 @@ class LabelIssuesOptions:
     on_invalid: str = "fail"
     with_scores: bool = False
     max_issues_per_worker: int = 1 << 16
+    hold_disagreeing_rows: Optional[bool] = None
+
+    @property
+    def holds_disagreeing_rows(self) -> bool:
+        """Whether the run keeps the disagreeing rows between passes (see the class docstring)."""
+        allowed = not self.adjust_pred_probs and self.estimation_method == "off_diagonal"
+        if self.hold_disagreeing_rows and not allowed:
+            return False
+        return allowed if self.hold_disagreeing_rows is None else bool(self.hold_disagreeing_rows)
 
     def __post_init__(self):
         if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, (int, np.integer)) \

@@ -23,7 +23,7 @@ from apache_beam.transforms.window import GlobalWindows
 
 from beam_labelissues import coders  # noqa: F401  registers the coders of the batch types
 from beam_labelissues import kernels, tables
-from beam_labelissues.batches import ExampleBatch, IssueCandidates, ScoredBatch
+from beam_labelissues.batches import DisagreeingRows, ExampleBatch, IssueCandidates, ScoredBatch
 from beam_labelissues.combiners import (
     NUM_SCORE_BINS,
     ConfidentThresholdsFn,
@@ -32,6 +32,9 @@ from beam_labelissues.combiners import (
     IssueTotals,
     IssueTotalsFn,
     LowestScoresFn,
+    ScoreHistogram,
+    ScoreHistogramFn,
+    SumCountsFn,
     ThresholdStats,
 )
 from beam_labelissues.io.outputs import Summary
@@ -165,6 +168,102 @@ class ScoreLabelQuality(beam.DoFn):
         yield ScoredBatch(batch, predicted, scores, confident, agrees)
 
 
+@beam.typehints.with_output_types(ScoredBatch)
+class ScanExamples(beam.DoFn):
+    """Scores every row without the thresholds and sets aside the rows the model disagrees with.
+
+    Without ``adjust_pred_probs`` no score depends on the thresholds, so the first
+    pass can score: its main output feeds the thresholds and the histogram of all
+    scores, and the ``disagreeing`` output holds the rows whose predicted class is
+    not the given label (``DisagreeingRows``), gathered over the bundle. Every
+    label issue and every row the ``off_diagonal`` count counts is among them, so
+    the count and the ranking need no second read of the data.
+    """
+
+    DISAGREEING = "disagreeing"
+    _FLUSH_ROWS = 1 << 20
+
+    def __init__(self, options: LabelIssuesOptions):
+        if options.adjust_pred_probs:
+            raise ValueError("with adjust_pred_probs the scores need the thresholds: score after the first pass")
+        self._options = options
+
+    def start_bundle(self):
+        self._parts = []
+        self._rows = 0
+
+    def process(self, batch: ExampleBatch):
+        scores = kernels.label_quality_scores(batch.labels, batch.pred_probs, None, method=self._options.method)
+        predicted, top_prob, agrees = kernels.predictions(batch.labels, batch.pred_probs)
+        yield ScoredBatch(batch, predicted, scores, None, agrees, top_prob)
+        rows = np.flatnonzero(predicted != batch.labels)
+        if len(rows):
+            class_dtype = kernels.class_index_dtype(batch.num_classes)
+            self._parts.append(DisagreeingRows(
+                kernels.narrow_integers(batch.ids[rows]),
+                batch.labels[rows].astype(class_dtype),
+                predicted[rows].astype(class_dtype),
+                top_prob[rows],
+                scores[rows],
+                agrees[rows],
+            ))
+            self._rows += len(rows)
+        if self._rows >= self._FLUSH_ROWS:
+            yield beam.pvalue.TaggedOutput(self.DISAGREEING, self._gathered())
+
+    def _gathered(self) -> DisagreeingRows:
+        rows = DisagreeingRows.concatenate(self._parts)
+        self._parts, self._rows = [], 0
+        return rows
+
+    def finish_bundle(self):
+        if self._parts:
+            yield beam.pvalue.TaggedOutput(self.DISAGREEING, GlobalWindows.windowed_value(self._gathered()))
+
+
+class CountHeldRows(beam.DoFn):
+    """Per given class, the disagreeing rows whose prediction clears its threshold (the
+    ``off_diagonal`` count), and the histogram of the scores of those that can be issues."""
+
+    def __init__(self, num_classes: int, num_bins: int = NUM_SCORE_BINS):
+        self._num_classes = num_classes
+        self._num_bins = num_bins
+
+    def process(self, rows: DisagreeingRows, threshold_stats: ThresholdStats):
+        confident = kernels.confident_predictions(rows.top_prob, rows.predicted, threshold_stats.thresholds)
+        prune_counts = np.bincount(rows.given[confident], minlength=self._num_classes).astype(np.int64)
+        possible = kernels.score_bins(rows.scores[~rows.model_agrees], self._num_bins)
+        yield prune_counts, np.bincount(possible, minlength=self._num_bins).astype(np.int64)
+
+
+class SelectAgreeingRowsOfCutoffBin(beam.DoFn):
+    """The rows of the cutoff bin whose predicted class is the given label.
+
+    They are never issues, but they compete for the ``num_issues`` lowest scores
+    with the disagreeing rows of that bin, so the bottom-n of the bin needs them.
+    Only the rows of one bin are predicted; the pass costs a read and a score.
+    """
+
+    def __init__(self, options: LabelIssuesOptions, num_bins: int = NUM_SCORE_BINS):
+        self._options = options
+        self._num_bins = num_bins
+
+    def process(self, batch: ExampleBatch, cut: "IssueCut"):
+        if cut.cutoff_bin < 0 or cut.take_from_cutoff_bin <= 0:
+            return
+        scores = kernels.label_quality_scores(batch.labels, batch.pred_probs, None, method=self._options.method)
+        rows = np.flatnonzero(kernels.score_bins(scores, self._num_bins) == cut.cutoff_bin)
+        if len(rows) == 0:
+            return
+        rows = rows[kernels.predicted_labels(batch.pred_probs[rows]) == batch.labels[rows]]
+        if len(rows):
+            labels = batch.labels[rows].astype(kernels.class_index_dtype(batch.num_classes))
+            yield IssueCandidates(
+                kernels.narrow_integers(batch.ids[rows]), labels, labels, scores[rows],
+                np.ones(len(rows), dtype=bool), cut.take_from_cutoff_bin,
+            )
+
+
 def _candidates(examples: ExampleBatch, rows: np.ndarray, scores: np.ndarray, keep_lowest: int) -> IssueCandidates:
     labels = examples.labels[rows]
     predicted, _, agrees = kernels.predictions(labels, examples.pred_probs[rows])
@@ -183,7 +282,8 @@ def _candidates(examples: ExampleBatch, rows: np.ndarray, scores: np.ndarray, ke
 class SelectIssueCandidates(beam.DoFn):
     """Keeps the rows that can be issues, keyed by the score range that ranks them.
 
-    Rows in bins below the cutoff bin are among the n lowest for sure: only
+    The input is either scored batches (the data read again) or the held
+    ``DisagreeingRows``. Rows in bins below the cutoff bin are among the n lowest for sure: only
     those the model disagrees with are kept. Every row of the cutoff bin goes to
     the ``boundary`` output, where a bottom-n combiner picks the lowest.
 
@@ -202,18 +302,22 @@ class SelectIssueCandidates(beam.DoFn):
         self._empty_part: Optional[IssueCandidates] = None
         self._last_range = 0
 
-    def process(self, scored: ScoredBatch, cut: IssueCut):
+    def process(self, element: Union[ScoredBatch, DisagreeingRows], cut: IssueCut):
         # The last range gets a part from every bundle, even an empty one: its group,
         # and so its file, always exist.
         self._last_range = cut.num_ranges - 1
-        self._empty_part = IssueCandidates.empty(scored.examples.ids.dtype)
+        held = isinstance(element, DisagreeingRows)
+        self._empty_part = IssueCandidates.empty((element.ids if held else element.examples.ids).dtype)
         if cut.cutoff_bin < 0:
             return
-        bins = kernels.score_bins(scored.scores, cut.num_bins)
+        bins = kernels.score_bins(element.scores, cut.num_bins)
         rows = np.flatnonzero(bins <= cut.cutoff_bin)
         if len(rows) == 0:
             return
-        candidates = _candidates(scored.examples, rows, scored.scores, cut.take_from_cutoff_bin)
+        if held:
+            candidates = element.candidates(rows, cut.take_from_cutoff_bin)
+        else:
+            candidates = _candidates(element.examples, rows, element.scores, cut.take_from_cutoff_bin)
         in_cutoff_bin = bins[rows] == cut.cutoff_bin
         if in_cutoff_bin.any():
             yield beam.pvalue.TaggedOutput(self.BOUNDARY, candidates.take(np.flatnonzero(in_cutoff_bin)))
@@ -294,9 +398,22 @@ class MarkLabelIssues(beam.DoFn):
         )
 
 
+def _held_count_stats(held_counts, threshold_stats: ThresholdStats, score_histogram: ScoreHistogram) -> IssueCountStats:
+    """The count stats of the held-rows path: only the ``off_diagonal`` estimate is counted."""
+    prune_counts, issue_histogram = held_counts
+    return IssueCountStats(
+        prune_counts=prune_counts,
+        normalization=None,
+        class_counts=threshold_stats.examples_per_class,
+        score_histogram=score_histogram.counts,
+        issue_histogram=issue_histogram,
+    )
+
+
 def _issue_cut(
     stats: IssueCountStats, threshold_stats: ThresholdStats, estimation_method: str, max_issues_per_range: int
 ) -> IssueCut:
+    """Where the ``num_issues`` lowest scores end, and the score ranges that rank the issues."""
     num_issues = min(stats.num_issues(estimation_method), threshold_stats.num_examples)
     last_bin = kernels.cutoff_bin(stats.score_histogram, num_issues)
     below = int(stats.score_histogram[:last_bin].sum()) if last_bin > 0 else 0
@@ -478,42 +595,113 @@ class FindLabelIssues(beam.PTransform):
         cut = _issue_cut(counts, thresholds, self._options.estimation_method, self._options.max_issues_per_worker)
         return thresholds, counts, cut, IssueCandidates.empty(id_dtype), IssueTotals()
 
+    def _cut(self, count_stats, thresholds_side, no_cut):
+        cut = count_stats | "IssueCut" >> beam.Map(
+            _issue_cut_logged, thresholds_side, self._options.estimation_method, self._options.max_issues_per_worker
+        )
+        return beam.pvalue.AsSingleton(cut, default_value=no_cut)
+
+    def _count_from_held_rows(self, valid, examples_of, no_thresholds, no_counts, no_cut, id_dtype):
+        """The first pass scores every row and holds the rows the model disagrees with;
+        the count and the candidates come from those, and a second pass only fetches
+        the agreeing rows of the cutoff bin (see ``ScanExamples``)."""
+        options = self._options
+        k = options.num_classes
+        scanned = valid | "ScanExamples" >> beam.ParDo(ScanExamples(options)).with_outputs(
+            ScanExamples.DISAGREEING, main="scored"
+        )
+        threshold_stats = (
+            scanned.scored
+            | "ExamplesOfScanned" >> beam.Map(lambda scored: scored.examples)
+            | "ConfidentThresholds" >> beam.CombineGlobally(ConfidentThresholdsFn(k)).without_defaults()
+        )
+        thresholds_side = beam.pvalue.AsSingleton(threshold_stats, default_value=no_thresholds)
+        score_histogram = scanned.scored | "ScoreHistogram" >> beam.CombineGlobally(
+            ScoreHistogramFn(NUM_SCORE_BINS)
+        ).without_defaults()
+        held = scanned[ScanExamples.DISAGREEING]
+        count_stats = (
+            held
+            | "CountHeldRows" >> beam.ParDo(CountHeldRows(k, NUM_SCORE_BINS), thresholds_side)
+            | "SumHeldCounts" >> beam.CombineGlobally(SumCountsFn([k, NUM_SCORE_BINS])).without_defaults()
+            | "HeldCountStats" >> beam.Map(
+                _held_count_stats,
+                thresholds_side,
+                beam.pvalue.AsSingleton(score_histogram, default_value=ScoreHistogram(no_counts.score_histogram)),
+            )
+        )
+        counts_side = beam.pvalue.AsSingleton(count_stats, default_value=no_counts)
+        cut_side = self._cut(count_stats, thresholds_side, no_cut)
+        candidates = held | "SelectIssueCandidates" >> beam.ParDo(SelectIssueCandidates(), cut_side).with_outputs(
+            SelectIssueCandidates.BOUNDARY, main="sure"
+        )
+        agreeing = examples_of("ForCutoffBin") | "AgreeingRowsOfCutoffBin" >> beam.ParDo(
+            SelectAgreeingRowsOfCutoffBin(options, NUM_SCORE_BINS), cut_side
+        )
+        # Each part's lowest, then the lowest of both: a Flatten of the two would let the
+        # local runner fuse this pass with later ones that wait on the result.
+        lowest = [
+            beam.pvalue.AsSingleton(
+                part | f"LowestOf{name}" >> beam.CombineGlobally(LowestScoresFn(id_dtype)).without_defaults(),
+                default_value=IssueCandidates.empty(id_dtype),
+            )
+            for name, part in (("HeldCutoffBinRows", candidates[SelectIssueCandidates.BOUNDARY]),
+                               ("AgreeingCutoffBinRows", agreeing))
+        ]
+        boundary = valid.pipeline | "CutoffBinOnce" >> beam.Create([None]) | "LowestOfCutoffBin" >> beam.Map(
+            lambda _, *parts: LowestScoresFn(id_dtype).extract_output(list(parts)), *lowest
+        )
+        return thresholds_side, counts_side, cut_side, candidates.sure, boundary
+
+    def _count_from_rereads(self, valid, examples_of, no_thresholds, no_counts, no_cut, id_dtype):
+        """Thresholds, then a pass that counts with them, then one that selects the
+        candidates with the cut: each reads the data again and holds nothing."""
+        options = self._options
+        k = options.num_classes
+        threshold_stats = valid | "ConfidentThresholds" >> beam.CombineGlobally(
+            ConfidentThresholdsFn(k)
+        ).without_defaults()
+        thresholds_side = beam.pvalue.AsSingleton(threshold_stats, default_value=no_thresholds)
+        count_stats = (
+            examples_of("ForCount")
+            | "ScoreLabelQualityForCount" >> beam.ParDo(ScoreLabelQuality(options), thresholds_side)
+            | "CountIssues" >> beam.CombineGlobally(IssueCountFn(k, NUM_SCORE_BINS)).without_defaults()
+        )
+        counts_side = beam.pvalue.AsSingleton(count_stats, default_value=no_counts)
+        cut_side = self._cut(count_stats, thresholds_side, no_cut)
+        candidates = (
+            examples_of("ForRanking")
+            | "ScoreLabelQualityForRanking" >> beam.ParDo(
+                ScoreLabelQuality(options, with_predictions=False), thresholds_side
+            )
+            | "SelectIssueCandidates" >> beam.ParDo(SelectIssueCandidates(), cut_side).with_outputs(
+                SelectIssueCandidates.BOUNDARY, main="sure"
+            )
+        )
+        boundary = candidates[SelectIssueCandidates.BOUNDARY] | "LowestOfCutoffBin" >> beam.CombineGlobally(
+            LowestScoresFn(id_dtype)
+        ).without_defaults()
+        return thresholds_side, counts_side, cut_side, candidates.sure, boundary
+
     def expand(self, pinput) -> LabelIssuesResult:
         options = self._options
         id_dtype = tables.numpy_id_dtype(self._id_type)
         no_thresholds, no_counts, no_cut, no_boundary, no_totals = self._empty_results(id_dtype)
         read = self._reader(pinput)
-
         valid, invalid = self._validated(read("ForThresholds"), "ForThresholds", report_invalid=True)
-        threshold_stats = valid | "ConfidentThresholds" >> beam.CombineGlobally(
-            ConfidentThresholdsFn(options.num_classes)
-        ).without_defaults()
-        thresholds_side = beam.pvalue.AsSingleton(threshold_stats, default_value=no_thresholds)
 
-        def scored(stage: str, with_predictions: bool = True):
-            examples = valid if self._source is None else self._validated(read(stage), stage, False)[0]
-            return examples | f"ScoreLabelQuality{stage}" >> beam.ParDo(
-                ScoreLabelQuality(options, with_predictions), thresholds_side
-            )
+        def examples_of(stage: str):
+            """The validated examples of another pass: the source read again, or the input."""
+            return valid if self._source is None else self._validated(read(stage), stage, False)[0]
 
-        count_stats = scored("ForCount") | "CountIssues" >> beam.CombineGlobally(
-            IssueCountFn(options.num_classes, NUM_SCORE_BINS)
-        ).without_defaults()
-        counts_side = beam.pvalue.AsSingleton(count_stats, default_value=no_counts)
-        cut = count_stats | "IssueCut" >> beam.Map(
-            _issue_cut_logged, thresholds_side, options.estimation_method, options.max_issues_per_worker
-        )
-        cut_side = beam.pvalue.AsSingleton(cut, default_value=no_cut)
-
-        candidates = scored("ForRanking", with_predictions=False) | "SelectIssueCandidates" >> beam.ParDo(
-            SelectIssueCandidates(), cut_side
-        ).with_outputs(SelectIssueCandidates.BOUNDARY, main="sure")
-        boundary = candidates[SelectIssueCandidates.BOUNDARY] | "LowestOfCutoffBin" >> beam.CombineGlobally(
-            LowestScoresFn(id_dtype)
-        ).without_defaults()
+        if options.holds_disagreeing_rows:
+            passes = self._count_from_held_rows(valid, examples_of, no_thresholds, no_counts, no_cut, id_dtype)
+        else:
+            passes = self._count_from_rereads(valid, examples_of, no_thresholds, no_counts, no_cut, id_dtype)
+        thresholds_side, counts_side, cut_side, candidates, boundary = passes
         boundary_side = beam.pvalue.AsSingleton(boundary, default_value=no_boundary)
         issues = (
-            candidates.sure
+            candidates
             | "GroupByScoreRange" >> beam.GroupByKey()
             | "RankIssues" >> beam.ParDo(RankIssueRange(self._id_type, self._class_names), cut_side, boundary_side)
         )
@@ -522,8 +710,12 @@ class FindLabelIssues(beam.PTransform):
 
         scores = None
         if options.with_scores:
-            scores = scored("ForScores") | "MarkLabelIssues" >> beam.ParDo(
-                MarkLabelIssues(self._id_type, self._class_names), cut_side, boundary_side
+            scores = (
+                examples_of("ForScores")
+                | "ScoreLabelQualityForScores" >> beam.ParDo(ScoreLabelQuality(options), thresholds_side)
+                | "MarkLabelIssues" >> beam.ParDo(
+                    MarkLabelIssues(self._id_type, self._class_names), cut_side, boundary_side
+                )
             )
 
         if options.on_invalid == "skip":

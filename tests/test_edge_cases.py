@@ -98,3 +98,19 @@ def test_ranking_in_score_ranges_equals_ranking_in_one_place(tmp_path):
     for budget in ("budget1", "budget97"):
         assert len(out[budget]["issue_files"]) > 10
         _outputs_equal(whole, out[budget])
+
+
+def test_holding_the_disagreeing_rows_gives_the_same_outputs_as_reading_again(tmp_path):
+    """The default run holds the rows the model disagrees with and reads the data once more
+    only for the cutoff bin; forced to read again instead, every output is identical."""
+    labels, probs = make_dataset(DatasetSpec(20000, 6, "float32", "int64", 0.2, seed=15, quantize=40))
+    cases = {f"hold{h}-{m}": (labels, probs, {"hold_disagreeing_rows": h, "with_scores": True, "method": m,
+                                              "max_issues_per_worker": 500, "batch_size": 999})
+             for h in (True, False) for m in ("self_confidence", "confidence_weighted_entropy")}
+    out = _run_cases(tmp_path, cases)
+    for method in ("self_confidence", "confidence_weighted_entropy"):
+        held, reread = out[f"holdTrue-{method}"], out[f"holdFalse-{method}"]
+        assert_matches(cleanlab_expected(labels, probs, method=method), held["issues"], held["summary"],
+                       held["scores"])
+        assert len(held["issue_files"]) > 1
+        _outputs_equal(held, reread)
