@@ -17,7 +17,9 @@ No Beam in here. The functions are shaped for a pipeline whose passes each re-re
 - selection passes, per batch: ``noise_rate_margins`` (prune_by_noise_rate) and the self
   confidence (prune_by_class) give each row a key and a value; ``value_bins``,
   ``keyed_histogram`` and ``lowest_per_key_cuts`` find each key's boundary bin, and
-  ``lowest_per_key`` picks the rows at it, lowest by (value, id).
+  ``lowest_per_key`` picks the rows at it, lowest by (value, id). Optionally a cheaper pass
+  first (``runner_up_margins``, ``cell_indices``, ``noise_rate_bound_bins``: one histogram
+  entry per row) bounds each cell's cut, so the margin passes skip rows that cannot reach it.
 
 What cleanlab does, read from its source (cleanlab 2.9):
 
@@ -55,11 +57,15 @@ What cleanlab does, read from its source (cleanlab 2.9):
   counted off-diagonal rows where the model does not agree (``num_label_issues``'s default).
 
 Exactness. Where cleanlab's result depends on the rounding of a float sum, the sum here runs in
-the order numpy runs it (see ``pairwise_sum``); the integer results therefore equal cleanlab's
-bit for bit, except where cleanlab's unstable ``np.argsort`` has to pick among equal values:
-when rounding a row of the calibrated joint, we take the lower class index first and report how
-many rows had such a tie (``CalibratedJoint.rounding_ties``). Probabilities are compared and
-subtracted in float64 whatever their dtype, which is what cleanlab does on float64 data.
+the order numpy runs it on cleanlab's dense matrices (``pairwise_sum``, ``pairwise_line_sums``,
+``sequential_line_sums``), so integer results, the health figures and the noise matrices equal
+cleanlab's bit for bit. Where cleanlab's unstable ``np.argsort`` has to order equal values, the
+answer depends on numpy's sort for the CPU: when rounding a row of the calibrated joint (cells of a
+row holding equal counts tie; common), ``tie_break="numpy"`` sorts the same dense row the same
+way, so it equals cleanlab on the same machine, and ``"class_index"`` is the same everywhere
+(``round_rows_preserving_totals``); when selecting rows, ties go to the lower id. Probabilities
+are compared and subtracted in float64 whatever their dtype, which is what cleanlab does on
+float64 data (on float32 input cleanlab subtracts margins in float32).
 """
 
 from __future__ import annotations
@@ -95,8 +101,7 @@ LOW_SCORE_FILTERS = {"low_self_confidence": "self_confidence", "low_normalized_m
 
 # numpy's pairwise summation (numpy/_core/src/umath/loops_utils.h.src): blocks of at most
 # 128 elements are summed with 8 accumulators; longer runs split at half, rounded down to a
-# multiple of 8. Vectors up to this many elements are summed by numpy itself.
-_PAIRWISE_BLOCK = 128
+# multiple of 8. Vectors (and blocks of rows) up to this many elements are summed by numpy itself.
 _DENSE_SUM_ELEMENTS = 1 << 22
 
 
@@ -110,9 +115,8 @@ class SparseSquare:
     """A K x K matrix as its stored cells: ``rows``, ``cols`` (int64) and ``values``, sorted by
     (row, col) without duplicates. Cells not stored are 0; stored cells may be 0.
 
-    Each matrix records which cleanlab orientation it is in: the confident joint and the
-    calibrated joint are (given label, likely true label); cleanlab's prune-count matrix is
-    (true, given).
+    Orientations follow cleanlab: the confident joint and the calibrated joint are (given label,
+    likely true label), the prune-count matrix (true, given).
     """
 
     num_classes: int
@@ -135,11 +139,6 @@ class SparseSquare:
         codes = np.asarray(codes, dtype=np.int64)
         return cls(num_classes, codes // num_classes, codes % num_classes, np.asarray(values))
 
-    @classmethod
-    def from_dense(cls, matrix: np.ndarray) -> "SparseSquare":
-        rows, cols = np.nonzero(matrix)
-        return cls(matrix.shape[0], rows.astype(np.int64), cols.astype(np.int64), matrix[rows, cols])
-
     @property
     def codes(self) -> np.ndarray:
         """Each cell's position in the C-order ravel of the dense matrix."""
@@ -157,26 +156,12 @@ class SparseSquare:
         keep = self.values != 0
         return SparseSquare(self.num_classes, self.rows[keep], self.cols[keep], self.values[keep])
 
-    def transpose(self) -> "SparseSquare":
-        return SparseSquare.from_cells(self.num_classes, self.cols, self.rows, self.values)
-
     def diagonal(self) -> np.ndarray:
         """The dense diagonal, ``(K,)`` of the values' dtype."""
         diagonal = np.zeros(self.num_classes, dtype=self.values.dtype)
         on = self.rows == self.cols
         diagonal[self.rows[on]] = self.values[on]
         return diagonal
-
-    def lookup(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """Values at the given cells (0 where not stored)."""
-        codes = self.codes
-        wanted = np.asarray(rows, dtype=np.int64) * self.num_classes + np.asarray(cols, dtype=np.int64)
-        out = np.zeros(len(wanted), dtype=self.values.dtype)
-        if len(codes):
-            where = np.minimum(np.searchsorted(codes, wanted), len(codes) - 1)
-            found = codes[where] == wanted
-            out[found] = self.values[where[found]]
-        return out
 
     def integer_row_sums(self) -> np.ndarray:
         """Row sums of an integer matrix, exact (int64)."""
@@ -567,7 +552,7 @@ def prune_count_matrix(
     if num_to_remove_per_class is not None:
         rebuilt = _rebuild_for_num_to_remove(prune, label_counts, np.asarray(num_to_remove_per_class),
                                              tie_break)
-        prune, ties = rebuilt.matrix, rebuilt.rounding_ties
+        prune, ties = rebuilt.matrix.nonzero(), rebuilt.rounding_ties
     return PruneCounts(prune, ties)
 
 
@@ -894,25 +879,88 @@ def latent_noise_estimates(calibrated_joint: SparseSquare, label_counts: np.ndar
 
 
 def noise_rate_margins(labels: np.ndarray, pred_probs: np.ndarray, cell_given: np.ndarray,
-                       cell_true: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+                       cell_true: np.ndarray, *, upper_bins: Optional[np.ndarray] = None,
+                       cell_bound_bins: Optional[np.ndarray] = None
+                       ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each row's margin in every cell of its given class that has rows to give up.
 
     ``cell_given``/``cell_true``: the plan's ``noise_rate_given``/``noise_rate_true`` (sorted by
     given). Returns ``(row, cell, margin)``: int64 row index in the batch, int64 index into the
     plan's cells, float64 ``p_true - p_given`` (subtracted in float64). A row labelled k appears
     once per listed cell of k; rows of classes without cells do not appear.
+
+    With ``upper_bins`` (per row, ``value_bins`` of ``-upper`` from ``runner_up_margins``) and
+    ``cell_bound_bins`` (from ``noise_rate_bound_bins``, same bins), a (row, cell) pair is left
+    out when the row's largest possible margin cannot reach the cell's cut, and a row whose
+    largest margin reaches no cut of its class is not expanded at all: the work follows the
+    rows near a cut instead of N times the cells per class.
     """
     labels = np.asarray(labels, dtype=np.int64)
+    row_ids = np.arange(len(labels), dtype=np.int64)
     starts = np.searchsorted(cell_given, labels, side="left")
     ends = np.searchsorted(cell_given, labels, side="right")
+    if upper_bins is not None:
+        # The loosest bound of each class's cells: a row beyond it is in none of them.
+        loosest = np.full(int(labels.max(initial=0)) + 1, -1, dtype=np.int64)
+        known = cell_given < len(loosest)
+        np.maximum.at(loosest, np.asarray(cell_given)[known], np.asarray(cell_bound_bins)[known])
+        reachable = (ends > starts) & (upper_bins <= loosest[labels])
+        row_ids, starts, ends = row_ids[reachable], starts[reachable], ends[reachable]
     degree = ends - starts
     total = int(degree.sum())
-    rows = np.repeat(np.arange(len(labels), dtype=np.int64), degree)
+    rows = np.repeat(row_ids, degree)
     offsets = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(degree) - degree, degree)
     cells = np.repeat(starts, degree).astype(np.int64) + offsets
+    if upper_bins is not None:
+        can_reach = upper_bins[rows] <= cell_bound_bins[cells]
+        rows, cells = rows[can_reach], cells[can_reach]
     true_prob = pred_probs[rows, cell_true[cells]].astype(np.float64)
     given_prob = pred_probs[rows, labels[rows]].astype(np.float64)
     return rows, cells, true_prob - given_prob
+
+
+def runner_up_margins(labels: np.ndarray, pred_probs: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Each row's runner-up class (the largest probability other than the label's, first index
+    among equal ones) and its ``upper`` margin ``p_runner_up - p_label`` in float64.
+
+    ``upper`` bounds the row's margin in every cell of its class, and equals it in the cell
+    (label, runner-up): so the ``take``-th largest ``upper`` among rows labelled k whose runner-up
+    is j is a lower bound on cell (k, j)'s cut (``noise_rate_bound_bins``).
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    rows = np.arange(len(labels))
+    others = np.array(pred_probs, dtype=np.float64, copy=True)
+    given = others[rows, labels].copy()
+    others[rows, labels] = -np.inf
+    runner_up = np.argmax(others, axis=1).astype(np.int64)
+    return runner_up, others[rows, runner_up] - given
+
+
+def cell_indices(cell_given: np.ndarray, cell_true: np.ndarray, num_classes: int,
+                 given: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Index of each (given, true) pair among the plan's noise-rate cells, -1 where not listed."""
+    cell_codes = np.asarray(cell_given, dtype=np.int64) * num_classes + np.asarray(cell_true, dtype=np.int64)
+    wanted = np.asarray(given, dtype=np.int64) * num_classes + np.asarray(true, dtype=np.int64)
+    if len(cell_codes) == 0:
+        return np.full(len(wanted), -1, dtype=np.int64)
+    where = np.minimum(np.searchsorted(cell_codes, wanted), len(cell_codes) - 1)
+    return np.where(cell_codes[where] == wanted, where, -1).astype(np.int64)
+
+
+def noise_rate_bound_bins(codes: np.ndarray, counts: np.ndarray, num_bins: int, take: np.ndarray) -> np.ndarray:
+    """Per noise-rate cell, the last bin (of ``-upper``) a row can be in and still be taken.
+
+    From a merged ``keyed_histogram`` keyed by cell index (``cell_indices`` of (label, runner-up))
+    of ``value_bins(-upper)``. Where a cell's runner-up rows number at least ``take``, the bin of
+    their ``take``-th lowest ``-upper``; otherwise the last bin (no bound). A row's negated margin
+    in a cell is at least its ``-upper``, and bins are monotone, so a row whose ``-upper`` bin is
+    above the bound cannot be among the cell's ``take`` lowest negated margins.
+    """
+    take = np.asarray(take, dtype=np.int64)
+    cut, _ = lowest_per_key_cuts(codes, counts, num_bins, take)
+    rows_per_cell = np.bincount(np.asarray(codes, dtype=np.int64) // num_bins,
+                                weights=np.asarray(counts, dtype=np.float64), minlength=len(take))
+    return np.where((rows_per_cell >= take) & (take > 0), cut, num_bins - 1).astype(np.int64)
 
 
 def value_bins(values: np.ndarray, low: float, high: float, num_bins: int) -> np.ndarray:
