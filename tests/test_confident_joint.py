@@ -2,9 +2,10 @@
 
 Each case splits the data into batches of uneven sizes and runs the passes the Beam pipeline
 will run: exact thresholds; the sparse confident joint and the confident-learning count; one
-plan; then per filter_by the selection passes (a keyed histogram for each cell's or class's
-cut, then the lowest by (value, id) at the boundary bin), the removal of agreeing rows, and
-compares with cleanlab on the same values in float64. No Beam needed.
+plan; then per filter_by the selection passes (for prune_by_noise_rate a bound pass first, then a
+keyed histogram for each cell's or class's cut, then the lowest by (value, id) at the boundary
+bin), the removal of agreeing rows, and compares with cleanlab on the same values in float64.
+No Beam needed.
 """
 
 from __future__ import annotations
