@@ -344,7 +344,7 @@ def test_full_confident_learning_equals_cleanlab(case: Case, tie_log):
     theirs_raw, off_diagonal_rows = oracle_filter.count.compute_confident_joint(
         labels64, probs64, calibrate=False, return_indices_of_off_diagonals=True)
     np.testing.assert_array_equal(raw, theirs_raw)
-    agrees = kernels.model_agrees_with_label(labels64, probs64)
+    agrees = kernels.predictions(labels64, probs64)[2]
     assert joint.num_confident_learning_issues == int((~agrees[off_diagonal_rows]).sum())
 
     for filter_by in case.filters:
