@@ -20,7 +20,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
 from beam_labelissues import coders  # noqa: F401  registers the coders of the batch types
-from beam_labelissues import kernels, tables
+from beam_labelissues import kernels, sampling, tables
 from beam_labelissues.faults import maybe_fail_once
 from beam_labelissues.batches import ExampleBatch, IssueCandidates, ScoredBatch, validate_batch
 from beam_labelissues.combiners import (
@@ -57,6 +57,7 @@ class LabelIssuesOptions:
     estimation_method: str = "off_diagonal"
     tolerance: float = DEFAULT_TOLERANCE
     on_invalid: str = "fail"
+    threshold_sample_fraction: float = 1.0
 
     def __post_init__(self):
         if not isinstance(self.num_classes, (int, np.integer)) or self.num_classes < 2:
@@ -81,6 +82,7 @@ class LabelIssuesOptions:
             raise ValueError(
                 f"on_invalid must be one of {', '.join(ON_INVALID_CHOICES)}, got {self.on_invalid!r}"
             )
+        sampling.check_fraction(self.threshold_sample_fraction)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -378,6 +380,7 @@ def _summary(
         "estimation_method": options.estimation_method,
         "tolerance": options.tolerance,
         "on_invalid": options.on_invalid,
+        "threshold_sample_fraction": options.threshold_sample_fraction,
         "num_invalid_records": int(num_invalid),
         "issue_score_range": totals.score_range(),
         "score_histogram": {
@@ -414,6 +417,10 @@ class FindLabelIssues(beam.PTransform):
     ``source=`` a transform that reads ``ExampleBatch`` elements: then each pass
     reads the source again, so nothing of the dataset's size is held in memory.
 
+    ``threshold_sample_fraction`` below 1 computes the confident thresholds from
+    the rows whose id is in a deterministic hash sample of that fraction
+    (``beam_labelissues.sampling``); every row is still scored and counted.
+
     Example::
 
         result = examples | FindLabelIssues(num_classes=10)
@@ -429,6 +436,7 @@ class FindLabelIssues(beam.PTransform):
         estimation_method: str = "off_diagonal",
         tolerance: float = DEFAULT_TOLERANCE,
         on_invalid: str = "fail",
+        threshold_sample_fraction: float = 1.0,
         with_scores: bool = False,
         source: Optional[beam.PTransform] = None,
         id_type: pa.DataType = pa.int64(),
@@ -447,6 +455,7 @@ class FindLabelIssues(beam.PTransform):
             estimation_method=estimation_method,
             tolerance=float(tolerance),
             on_invalid=on_invalid,
+            threshold_sample_fraction=float(threshold_sample_fraction),
         )
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"got {len(class_names)} class names for {num_classes} classes")
@@ -488,7 +497,8 @@ class FindLabelIssues(beam.PTransform):
         extra stages, while these values are known when the pipeline is built.
         """
         k = self._options.num_classes
-        thresholds = ConfidentThresholdsFn(k).extract_output(ConfidentThresholdsFn(k).create_accumulator())
+        thresholds_fn = ConfidentThresholdsFn(k, self._options.threshold_sample_fraction)
+        thresholds = thresholds_fn.extract_output(thresholds_fn.create_accumulator())
         counts_fn = IssueCountFn(k, NUM_SCORE_BINS)
         counts = counts_fn.extract_output(counts_fn.create_accumulator())
         cut = _issue_cut(counts, thresholds, self._options.estimation_method, self._max_issues_per_worker)
@@ -502,7 +512,7 @@ class FindLabelIssues(beam.PTransform):
 
         valid, invalid = self._validated(read("ForThresholds"), "ForThresholds", report_invalid=True)
         threshold_stats = valid | "ConfidentThresholds" >> beam.CombineGlobally(
-            ConfidentThresholdsFn(options.num_classes)
+            ConfidentThresholdsFn(options.num_classes, options.threshold_sample_fraction)
         ).without_defaults()
         thresholds_side = beam.pvalue.AsSingleton(threshold_stats, default_value=no_thresholds)
 
