@@ -5,7 +5,9 @@ Confident learning as in cleanlab's ``find_label_issues_batched`` / ``LabelInspe
 an estimate of the number of issues, and the issues ranked from most to least severe.
 """
 
+from beam_labelissues.api import LabelInspector, find_label_issues_batched
 from beam_labelissues.batches import ExampleBatch
+from beam_labelissues.io.npy import InputFileError
 from beam_labelissues.transforms import (
     FindLabelIssues,
     InvalidRecordError,
@@ -18,8 +20,11 @@ __version__ = "0.1.0"
 __all__ = [
     "ExampleBatch",
     "FindLabelIssues",
+    "InputFileError",
     "InvalidRecordError",
+    "LabelInspector",
     "LabelIssuesOptions",
     "LabelIssuesResult",
     "__version__",
+    "find_label_issues_batched",
 ]
