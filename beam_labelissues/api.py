@@ -15,7 +15,6 @@ parts, not on a second implementation:
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import logging
 import os
@@ -46,11 +45,14 @@ from beam_labelissues import kernels
 _LOG = logging.getLogger(__name__)
 _PACKAGE_LOGGER = "beam_labelissues"
 
-# Worker kind for n_jobs > 1, chosen by measurement (benchmarks/batched_api.py, 2 cores):
-# see _worker_mode. In-memory arrays always use threads: a worker process would need a copy.
+# The kind of local worker for n_jobs > 1 (see _worker_mode), chosen by measurement on 2 busy
+# cores, medians of 3: 10M x 10 float32 .npy files took 2.3 s on one worker, 2.6 s on two
+# threads and 5.5 s on two processes (each worker process starts in about 1.5 s and every
+# element it shares crosses a gRPC channel); 50M x 10 took 8-10 s on one worker or two
+# threads and 8-16 s on two processes; the CLI measured 100M x 10 at 28 s on one worker and
+# 17 s on two processes. In-memory arrays always use threads: a process would need a copy.
 THREADS, PROCESSES = "multi_threading", "multi_processing"
-# From this many bytes of pred_probs, file-backed inputs use worker processes when n_jobs > 1:
-# below it the ~1.5 s a worker process takes to start outweighs what it saves.
+# From this many bytes of pred_probs, file-backed inputs use worker processes (the CLI's rule).
 PROCESSES_FROM_BYTES = 1 << 30
 
 
@@ -195,8 +197,8 @@ def run_and_read_issues(transform: FindLabelIssues, options: PipelineOptions) ->
         with open(os.path.join(output_dir, outputs.SUMMARY_FILE), encoding="utf-8") as handle:
             summary = json.load(handle)
         ids, ranks = [], []
-        for path in sorted(glob.glob(os.path.join(output_dir, f"{outputs.ISSUES_PREFIX}-*.parquet"))):
-            table = pq.read_table(path, columns=["rank", "id"])
+        for name in summary["label_issues_files"]:
+            table = pq.read_table(os.path.join(output_dir, name), columns=["rank", "id"])
             ranks.append(table.column("rank").to_numpy())
             ids.append(table.column("id").to_numpy())
     if not ids:

@@ -128,10 +128,13 @@ def benchmark_batched_api(
     inputs: Sequence[str] = ("array",),
     contenders: Optional[Sequence[str]] = None,
     batch_size: int = 10000,
+    repeats: int = 1,
     work_dir: Optional[str] = None,
     log=print,
 ) -> List[Dict]:
-    """Runs every contender on every input kind; returns one dict per run (and logs a table).
+    """Runs every contender on every input kind; returns one dict per (input, contender)
+    (and logs a table). With ``repeats`` > 1 the contenders take turns, in a rotating
+    order, and the figures are medians.
 
     Each dict: input, contender, wall_s, call_s, peak_rss_mib, loaded_rss_mib,
     num_issues, same_set_as_cleanlab (or, for a sampled run, jaccard_vs_exact).
@@ -147,19 +150,24 @@ def benchmark_batched_api(
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO_ROOT, os.environ.get("PYTHONPATH", "")]))
     results = []
     for input_kind in inputs:
-        answers = {}
+        answers, measured = {}, {c: [] for c in contenders}
+        for repeat in range(repeats):
+            for contender in contenders[repeat % len(contenders):] + contenders[:repeat % len(contenders)]:
+                out = os.path.join(work_dir, f"{input_kind}-{contender}.npy")
+                spec = {"input": input_kind, "labels": labels_path, "pred_probs": probs_path, "out": out,
+                        "batch_size": batch_size, "n_jobs": 1, "contender": contender}
+                if contender.startswith("ours"):
+                    spec["contender"] = "ours"
+                    spec["n_jobs"] = 2 if contender in ("ours-n2", "ours-processes") else 1
+                    spec["force_processes"] = contender == "ours-processes"
+                    if contender.startswith("ours-sample"):
+                        spec["fraction"] = float(contender[len("ours-sample"):])
+                measured[contender].append(_run_child(spec, env))
+                answers[contender] = np.load(out)
         for contender in contenders:
-            out = os.path.join(work_dir, f"{input_kind}-{contender}.npy")
-            spec = {"input": input_kind, "labels": labels_path, "pred_probs": probs_path, "out": out,
-                    "batch_size": batch_size, "n_jobs": 1, "contender": contender}
-            if contender.startswith("ours"):
-                spec["contender"] = "ours"
-                spec["n_jobs"] = 2 if contender in ("ours-n2", "ours-processes") else 1
-                spec["force_processes"] = contender == "ours-processes"
-                if contender.startswith("ours-sample"):
-                    spec["fraction"] = float(contender[len("ours-sample"):])
-            row = {"input": input_kind, "contender": contender, **_run_child(spec, env)}
-            answers[contender] = np.load(out)
+            row = {"input": input_kind, "contender": contender}
+            for key in measured[contender][0]:
+                row[key] = float(np.median([run[key] for run in measured[contender]]))
             row["num_issues"] = int(len(answers[contender]))
             results.append(row)
         reference = answers.get("cleanlab")
@@ -176,7 +184,7 @@ def benchmark_batched_api(
         for name in os.listdir(work_dir):
             os.remove(os.path.join(work_dir, name))
         os.rmdir(work_dir)
-    log(f"{num_examples:,} x {num_classes}, batch_size {batch_size}")
+    log(f"{num_examples:,} x {num_classes}, batch_size {batch_size}, medians of {repeats}")
     log(f"{'input':7} {'contender':15} {'wall s':>7} {'call s':>7} {'peak MiB':>9} {'loaded MiB':>10} "
         f"{'issues':>8}  agreement")
     for row in results:
@@ -196,10 +204,11 @@ def main(argv=None) -> int:
     parser.add_argument("--contender", action="append",
                         help="cleanlab, ours-n1, ours-n2, ours-processes, ours-sampleF (repeatable)")
     parser.add_argument("--batch_size", type=int, default=10000)
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
     results = benchmark_batched_api(args.rows, args.classes, args.input or ["array"], args.contender,
-                                    args.batch_size)
+                                    args.batch_size, args.repeats)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=2)

@@ -11,7 +11,10 @@ Where a path lives decides how it is read: a local path with zarr's own
 through Beam's FileSystems, like every other input file; any other URL through
 zarr's fsspec store (``pip install fsspec`` plus the protocol's package).
 
-``zarr`` is an optional extra (``pip install 'beam-labelissues[zarr]'``) and is
+A read holds one block of rows: a batch rounded up to whole chunks (or shards)
+of pred_probs, so chunk pred_probs along rows in pieces of a few MiB.
+
+``zarr`` (3 or later) is an optional extra (``pip install 'beam-labelissues[zarr]'``) and is
 imported only when a Zarr input is read.
 """
 
@@ -38,6 +41,8 @@ def require_zarr():
         import zarr
     except ImportError as error:
         raise ImportError(f"reading Zarr arrays needs the zarr package: {ZARR_EXTRA}") from error
+    if int(zarr.__version__.split(".")[0]) < 3:
+        raise ImportError(f"reading Zarr arrays needs zarr 3 or later, found {zarr.__version__}: {ZARR_EXTRA}")
     return zarr
 
 
