@@ -46,7 +46,8 @@ if spec["input"] == "npy":
     inputs = dict(labels_file=spec["labels"], pred_probs_file=spec["pred_probs"])
 else:
     mode = "r" if spec["input"] == "memmap" else None
-    inputs = dict(labels=np.load(spec["labels"], mmap_mode=mode), pred_probs=np.load(spec["pred_probs"], mmap_mode=mode))
+    inputs = dict(labels=np.load(spec["labels"], mmap_mode=mode),
+                  pred_probs=np.load(spec["pred_probs"], mmap_mode=mode))
 loaded_rss = psutil.Process().memory_info().rss
 kwargs = dict(batch_size=spec["batch_size"], n_jobs=spec["n_jobs"], verbose=False)
 if spec["contender"] == "cleanlab":

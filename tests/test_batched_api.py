@@ -116,7 +116,8 @@ def test_arrays_memmaps_files_and_zarr_stores_and_workers_agree(tmp_path):
         "memmap-2-workers": (memmaps, 2),
         "npy-files": (dict(labels_file=labels_path, pred_probs_file=probs_path), 1),
         "npy-files-2-workers": (dict(labels_file=labels_path, pred_probs_file=probs_path), 2),
-        "zarr-stores": (dict(labels_file=str(tmp_path / "labels.zarr"), pred_probs_file=str(tmp_path / "probs.zarr")), 1),
+        "zarr-stores": (dict(labels_file=str(tmp_path / "labels.zarr"),
+                             pred_probs_file=str(tmp_path / "probs.zarr")), 1),
         "zarr-arrays-2-workers": (dict(labels=zarr.open_array(str(tmp_path / "labels.zarr"), mode="r"),
                                        pred_probs=zarr.open_array(str(tmp_path / "probs.zarr"), mode="r")), 2),
         "mixed": (dict(labels=labels.tolist(), pred_probs_file=str(tmp_path / "probs.zarr")), 1),
@@ -205,3 +206,21 @@ def test_worker_processes_reopen_files_memmaps_and_zarr_stores(tmp_path, monkeyp
     np.save(labels_path, labels)
     with pytest.raises(InvalidRecordError, match=r"id=5: label -1 is not a class"):
         find_label_issues_batched(labels_file=labels_path, pred_probs_file=probs_path, n_jobs=2, verbose=False)
+
+
+def test_read_tasks_carry_no_data(tmp_path):
+    """What Beam pickles into the pipeline for a read is a few hundred bytes, whatever N:
+    in-memory arrays stay in this process, files and stores are named, not copied."""
+    import pickle
+
+    zarr = pytest.importorskip("zarr")
+    from beam_labelissues.api import open_source
+
+    labels, probs = make_dataset(DatasetSpec(200000, 10, "float32", "int64", 0.1, seed=81))
+    labels_path, probs_path = write_npy(str(tmp_path), labels, probs)
+    zarr.create_array(str(tmp_path / "probs.zarr"), data=probs, chunks=(50000, 10))
+    for inputs in [(labels, probs), (np.load(labels_path, mmap_mode="r"), np.load(probs_path, mmap_mode="r")),
+                   (labels_path, probs_path), (labels.tolist(), str(tmp_path / "probs.zarr"))]:
+        source = open_source(*inputs, batch_size=10000)
+        assert len(pickle.dumps(source.read_dofn())) < 2000
+        assert len(pickle.dumps(source.read_tasks())) < 2000

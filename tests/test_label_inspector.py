@@ -61,7 +61,8 @@ CASES = [  # (options, batch scheme, dataset)
 
 def _case_id(case):
     options, scheme, spec = case
-    return f"{options['method']}-{'adj' if options['adjust_pred_probs'] else 'raw'}-{options['estimation_method']}-b{scheme}"
+    adjusted = "adj" if options["adjust_pred_probs"] else "raw"
+    return f"{options['method']}-{adjusted}-{options['estimation_method']}-b{scheme}"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
@@ -201,7 +202,8 @@ def test_built_on_the_pipeline_accumulators():
     _run(inspector, labels, probs, _batches(5000, 333))
     fn = ConfidentThresholdsFn(6)
     accumulator = fn.add_input(fn.create_accumulator(), ExampleBatch(np.arange(5000), labels, probs))
-    assert fn.extract_output(accumulator).thresholds.tobytes() == inspector.get_confident_thresholds(silent=True).tobytes()
+    expected = fn.extract_output(accumulator).thresholds
+    assert expected.tobytes() == inspector.get_confident_thresholds(silent=True).tobytes()
 
 
 def test_verbose_prints_what_cleanlab_prints(capsys):
