@@ -48,7 +48,10 @@ setup(
             "pillow>=9",
             "pytest>=7",
             "pytest-xdist>=3",
+            "zarr>=3; python_version >= '3.11'",
         ],
+        # Zarr input (find_label_issues_batched, io/zarr_input.py); zarr 3 needs Python 3.11+.
+        "zarr": ["zarr>=3"],
         "gcp": ["apache-beam[gcp]>=2.60"],
         # benchmarks/run_benchmark.py: cleanlab to compare with, psutil to measure the process tree.
         "bench": ["cleanlab==2.9.0", "psutil>=5"],

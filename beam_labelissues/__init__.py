@@ -10,6 +10,7 @@ PCollection), and ``WriteLabelIssues`` for the output directory.
 """
 
 from beam_labelissues._version import __version__
+from beam_labelissues.api import LabelInspector, find_label_issues_batched
 from beam_labelissues.batches import ExampleBatch
 from beam_labelissues.io import NpyPair, ParquetDataset, ReadNpyExamples, ReadParquetExamples
 from beam_labelissues.io.outputs import Summary, WriteLabelIssues, read_summary
@@ -22,6 +23,7 @@ __all__ = [
     "FindLabelIssues",
     "InputFileError",
     "InvalidRecordError",
+    "LabelInspector",
     "LabelIssuesError",
     "LabelIssuesOptions",
     "LabelIssuesResult",
@@ -34,5 +36,6 @@ __all__ = [
     "UsageError",
     "WriteLabelIssues",
     "__version__",
+    "find_label_issues_batched",
     "read_summary",
 ]

@@ -28,7 +28,7 @@ from beam_labelissues.io.class_names import load_class_names
 from beam_labelissues.io.human_review import load_human_review, review_of_issues
 from beam_labelissues.options import ON_INVALID_CHOICES, LabelIssuesOptions, default
 from beam_labelissues.transforms import FindLabelIssues
-from beam_labelissues.validation import InputFileError, InvalidRecordError, LabelIssuesError, UsageError
+from beam_labelissues.validation import LabelIssuesError, UsageError, error_inside
 
 PROG = "beam-labelissues"
 DEFAULT_OUTPUT = "label_issues_output"
@@ -366,33 +366,16 @@ def run_pipeline(args: argparse.Namespace, beam_args: List[str], source_wrapper=
     try:
         pipeline.run().wait_until_finish()
     except Exception as error:  # Beam wraps worker errors; surface ours plainly
-        message = _our_error_message(error)
-        if message is None:
+        ours = error_inside(error)
+        if ours is None:
             raise
-        raise UsageError(message) from error
+        raise ours from error
     if dry_run:
         runner = pipeline.options.view_as(StandardOptions).runner
         _LOG.warning("dry run: the pipeline was translated for %s; no job was run or submitted", runner)
         return False
     _LOG.info("pipeline finished in %.1f s", time.monotonic() - started)
     return True
-
-
-def _our_error_message(error: BaseException) -> Optional[str]:
-    """Finds an InvalidRecordError or InputFileError inside a runner's wrapped exception."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, (InvalidRecordError, InputFileError)):
-            return str(error)
-        error = error.__cause__ or error.__context__
-    text = str(error) if error is not None else ""
-    for name in ("InvalidRecordError", "InputFileError"):
-        marker = f"{name}: "
-        if marker in text:
-            message = text.split(marker, 1)[1].splitlines()[0]
-            return message.split(" [while running", 1)[0].strip().strip("'\"")
-    return None
 
 
 # --- after the run -----------------------------------------------------------------

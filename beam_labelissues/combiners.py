@@ -13,7 +13,7 @@ from typing import Any, List, Optional, Sequence
 import apache_beam as beam
 import numpy as np
 
-from beam_labelissues import kernels
+from beam_labelissues import kernels, sampling
 from beam_labelissues.coders import BatchCoder
 from beam_labelissues.batches import ExampleBatch, IssueCandidates, ScoredBatch
 
@@ -25,53 +25,72 @@ NUM_SUMMARY_BINS = 128
 
 @dataclasses.dataclass
 class ThresholdStats:
-    """Result of the thresholds pass: per-class thresholds and label counts."""
+    """Result of the thresholds pass: per-class thresholds and label counts.
+
+    ``sampled_examples_per_class`` counts the rows the thresholds were computed
+    from: every row unless a ``sample_fraction`` below 1 was asked for.
+    """
 
     thresholds: np.ndarray
     examples_per_class: np.ndarray
     num_examples: int
+    sampled_examples_per_class: Optional[np.ndarray] = None
 
 
 class ConfidentThresholdsFn(beam.CombineFn):
     """Per-class mean self-confidence over valid ``ExampleBatch`` elements.
 
-    The accumulator is ``[exact per-class sums, per-class counts]``.
+    With ``sample_fraction`` below 1 the means are over the rows whose id is in
+    the deterministic sample of ``beam_labelissues.sampling`` (the class counts
+    stay over every row). The accumulator is ``[exact per-class sums over the
+    sample, per-class counts in the sample, per-class counts]``.
     """
 
-    def __init__(self, num_classes: int):
+    def __init__(self, num_classes: int, sample_fraction: float = 1.0):
         self._num_classes = num_classes
+        self._sample_fraction = sampling.check_fraction(sample_fraction)
 
     def create_accumulator(self):
-        return [[0] * self._num_classes, np.zeros(self._num_classes, dtype=np.int64)]
+        k = self._num_classes
+        return [[0] * k, np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.int64)]
 
     def add_input(self, accumulator, batch: ExampleBatch):
         if len(batch) == 0:
             return accumulator
-        sums, counts = accumulator
-        confidence = kernels.self_confidence(batch.labels, batch.pred_probs)
-        batch_sums = kernels.exact_sums_by_class(batch.labels, confidence, self._num_classes)
+        sums, sampled_counts, counts = accumulator
+        batch_counts = np.bincount(batch.labels, minlength=self._num_classes)
+        counts += batch_counts
+        labels, pred_probs = batch.labels, batch.pred_probs
+        if self._sample_fraction < 1.0:
+            rows = np.flatnonzero(sampling.in_sample(batch.ids, self._sample_fraction))
+            labels, pred_probs = labels[rows], pred_probs[rows]
+            batch_counts = np.bincount(labels, minlength=self._num_classes)
+        sampled_counts += batch_counts
+        confidence = kernels.self_confidence(labels, pred_probs)
+        batch_sums = kernels.exact_sums_by_class(labels, confidence, self._num_classes)
         for k, value in enumerate(batch_sums):
             if value:
                 sums[k] += value
-        counts += np.bincount(batch.labels, minlength=self._num_classes)
         return accumulator
 
     def merge_accumulators(self, accumulators):
         accumulators = iter(accumulators)
-        sums, counts = next(accumulators)
-        sums, counts = list(sums), counts.copy()
-        for other_sums, other_counts in accumulators:
+        sums, sampled_counts, counts = next(accumulators)
+        sums, sampled_counts, counts = list(sums), sampled_counts.copy(), counts.copy()
+        for other_sums, other_sampled_counts, other_counts in accumulators:
             for k, value in enumerate(other_sums):
                 sums[k] += value
+            sampled_counts += other_sampled_counts
             counts += other_counts
-        return [sums, counts]
+        return [sums, sampled_counts, counts]
 
     def extract_output(self, accumulator) -> ThresholdStats:
-        sums, counts = accumulator
+        sums, sampled_counts, counts = accumulator
         return ThresholdStats(
-            thresholds=kernels.confident_thresholds(sums, counts),
+            thresholds=kernels.confident_thresholds(sums, sampled_counts),
             examples_per_class=counts.copy(),
             num_examples=int(counts.sum()),
+            sampled_examples_per_class=sampled_counts.copy(),
         )
 
 

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from beam_labelissues import kernels
+from beam_labelissues import kernels, sampling
 
 ON_INVALID_CHOICES = ("fail", "skip")
 
@@ -32,6 +32,11 @@ class LabelIssuesOptions:
         as given; further out, the record is invalid.
       on_invalid: ``fail`` stops the run at the first invalid record; ``skip``
         leaves invalid records out of every pass and lists them.
+      threshold_sample_fraction: below 1, the confident thresholds are the means
+        over the rows whose id falls in a deterministic hash sample of this
+        fraction (``beam_labelissues.sampling``: the same rows on every engine
+        and batch size), an approximation cleanlab's documentation suggests for
+        speed; every row is still scored and counted. 1 (the default) is exact.
       with_scores: also produce every example's score and issue flag.
       max_issues_per_worker: the most issues one worker ranks at once; more are
         ranked in score ranges on separate workers. Results never depend on it.
@@ -49,6 +54,7 @@ class LabelIssuesOptions:
     estimation_method: str = "off_diagonal"
     tolerance: float = 1e-4
     on_invalid: str = "fail"
+    threshold_sample_fraction: float = 1.0
     with_scores: bool = False
     max_issues_per_worker: int = 1 << 16
     hold_disagreeing_rows: Optional[bool] = None
@@ -84,6 +90,7 @@ class LabelIssuesOptions:
             raise ValueError(
                 f"on_invalid must be one of {', '.join(ON_INVALID_CHOICES)}, got {self.on_invalid!r}"
             )
+        sampling.check_fraction(self.threshold_sample_fraction)
         if isinstance(self.max_issues_per_worker, bool) or int(self.max_issues_per_worker) < 1:
             raise ValueError(f"max_issues_per_worker must be >= 1, got {self.max_issues_per_worker!r}")
 

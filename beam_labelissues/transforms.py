@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Any, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
 import numpy as np
@@ -461,6 +461,7 @@ def _summary(
         estimation_method=options.estimation_method,
         tolerance=options.tolerance,
         on_invalid=options.on_invalid,
+        threshold_sample_fraction=options.threshold_sample_fraction,
         num_invalid_records=int(num_invalid),
         issue_score_range=totals.score_range(),
         score_histogram={
@@ -525,7 +526,8 @@ class FindLabelIssues(beam.PTransform):
       label: the transform's label.
       **settings: any field of ``LabelIssuesOptions`` (``num_classes``, ``method``,
         ``adjust_pred_probs``, ``estimation_method``, ``tolerance``, ``on_invalid``,
-        ``with_scores``, ``max_issues_per_worker``), overriding ``options``.
+        ``threshold_sample_fraction``, ``with_scores``, ``max_issues_per_worker``,
+        ``hold_disagreeing_rows``), overriding ``options``.
     """
 
     def __init__(
@@ -589,7 +591,8 @@ class FindLabelIssues(beam.PTransform):
         extra stages, while these values are known when the pipeline is built.
         """
         k = self._options.num_classes
-        thresholds = ConfidentThresholdsFn(k).extract_output(ConfidentThresholdsFn(k).create_accumulator())
+        thresholds_fn = ConfidentThresholdsFn(k, self._options.threshold_sample_fraction)
+        thresholds = thresholds_fn.extract_output(thresholds_fn.create_accumulator())
         counts_fn = IssueCountFn(k, NUM_SCORE_BINS)
         counts = counts_fn.extract_output(counts_fn.create_accumulator())
         cut = _issue_cut(counts, thresholds, self._options.estimation_method, self._options.max_issues_per_worker)
@@ -613,7 +616,9 @@ class FindLabelIssues(beam.PTransform):
         threshold_stats = (
             scanned.scored
             | "ExamplesOfScanned" >> beam.Map(lambda scored: scored.examples)
-            | "ConfidentThresholds" >> beam.CombineGlobally(ConfidentThresholdsFn(k)).without_defaults()
+            | "ConfidentThresholds" >> beam.CombineGlobally(
+                ConfidentThresholdsFn(k, options.threshold_sample_fraction)
+            ).without_defaults()
         )
         thresholds_side = beam.pvalue.AsSingleton(threshold_stats, default_value=no_thresholds)
         score_histogram = scanned.scored | "ScoreHistogram" >> beam.CombineGlobally(
@@ -659,7 +664,7 @@ class FindLabelIssues(beam.PTransform):
         options = self._options
         k = options.num_classes
         threshold_stats = valid | "ConfidentThresholds" >> beam.CombineGlobally(
-            ConfidentThresholdsFn(k)
+            ConfidentThresholdsFn(k, options.threshold_sample_fraction)
         ).without_defaults()
         thresholds_side = beam.pvalue.AsSingleton(threshold_stats, default_value=no_thresholds)
         count_stats = (

@@ -10,7 +10,7 @@ label, a list of the wrong length) as ``MalformedRow``.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -80,6 +80,28 @@ def invalid_row_reasons(
     return bad, reasons
 
 
+def error_inside(error: BaseException) -> Optional[LabelIssuesError]:
+    """The ``InvalidRecordError`` or ``InputFileError`` a runner wrapped, or only quoted.
+
+    Beam re-raises a worker's exception wrapped (in-process) or as text (other
+    processes, Flink): either way the user should see our one-line message.
+    """
+    seen = set()
+    current: Optional[BaseException] = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (InvalidRecordError, InputFileError)):
+            return current
+        current = current.__cause__ or current.__context__
+    text = str(error)
+    for kind in (InvalidRecordError, InputFileError):
+        marker = f"{kind.__name__}: "
+        if marker in text:
+            message = text.split(marker, 1)[1].splitlines()[0]
+            return kind(message.split(" [while running", 1)[0].strip().strip("'\""))
+    return None
+
+
 def _json_number(value: Any) -> Any:
     """A JSON-safe form of a raw value: non-finite floats become strings."""
     if isinstance(value, (float, np.floating)):
@@ -116,7 +138,7 @@ def invalid_record_error(records: List[Dict[str, Any]]) -> InvalidRecordError:
     return InvalidRecordError(
         f"invalid record id={first['id']!r}: {first['reason']}"
         f" ({len(records)} invalid record(s) in this batch; "
-        "rerun with --on_invalid skip to leave them out and list them)"
+        "with on_invalid skip (--on_invalid skip) they are left out and listed)"
     )
 
 

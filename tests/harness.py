@@ -15,7 +15,6 @@ from typing import Any, Dict, List, Optional
 
 import apache_beam as beam
 import numpy as np
-import pyarrow as pa
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_labelissues import FindLabelIssues, NpyPair, ReadNpyExamples, WriteLabelIssues

@@ -22,7 +22,7 @@ from oracle import cleanlab_expected
 
 from beam_labelissues import ExampleBatch, FindLabelIssues, LabelIssuesOptions, RankedIssues
 from beam_labelissues import kernels
-from beam_labelissues.batches import IssueCandidates, MalformedRow, ScoredBatch
+from beam_labelissues.batches import IssueCandidates, MalformedRow
 from beam_labelissues.combiners import (
     NUM_SCORE_BINS,
     ConfidentThresholdsFn,

@@ -60,6 +60,7 @@ class Summary:
     score_histogram: Dict[str, List[float]]
     class_names: Optional[List[str]] = None
     input: Optional[str] = None
+    threshold_sample_fraction: float = 1.0
     label_issues_files: List[str] = dataclasses.field(default_factory=list)
     label_quality_scores_files: List[str] = dataclasses.field(default_factory=list)
     invalid_records_files: List[str] = dataclasses.field(default_factory=list)

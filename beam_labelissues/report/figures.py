@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Sequence, Tuple
+from typing import Sequence
 
 import numpy as np
 
