@@ -170,8 +170,8 @@ def test_pipeline_translates_for_dataflow_offline(tmp_path, capsys):
     assert job["name"] and job["type"] == "JOB_TYPE_BATCH"
     transforms = pipeline.runner.proto_pipeline.components.transforms
     names = {t.unique_name for t in transforms.values()}
-    for step in ("FindLabelIssues/ConfidentThresholds", "FindLabelIssues/CountIssues",
-                 "FindLabelIssues/ReadForRanking", "FindLabelIssues/ReadForThresholds/Read",
+    for step in ("FindLabelIssues/ConfidentThresholds", "FindLabelIssues/ScanExamples",
+                 "FindLabelIssues/ReadForCutoffBin", "FindLabelIssues/ReadForThresholds/Read",
                  "WriteLabelIssues/WriteLabelIssues", "WriteLabelIssues/WriteSummary"):
         assert any(n == step or n.startswith(step + "/") for n in names), step
     # Through the command line: exit 0, says it was a dry run, touches no output.

@@ -18,7 +18,7 @@ from beam_labelissues import LabelInspector, find_label_issues_batched, sampling
 from beam_labelissues.batches import ExampleBatch
 from beam_labelissues.combiners import ConfidentThresholdsFn
 from datasets import DatasetSpec, make_dataset, write_npy
-from pipeline_runs import read_output_dir, run_on_npy
+from harness import read_output_dir, run_pipeline
 
 MASK = (1 << 64) - 1
 
@@ -142,7 +142,7 @@ def test_pipeline_and_both_apis_agree_on_sampled_thresholds(tmp_path):
     runs += [dict(labels_path=labels_path, pred_probs_path=probs_path, output_dir=str(tmp_path / "one"),
                   threshold_sample_fraction=1.0),
              dict(labels_path=labels_path, pred_probs_path=probs_path, output_dir=str(tmp_path / "default"))]
-    run_on_npy(runs)
+    run_pipeline(runs)
     sampled = [read_output_dir(run["output_dir"]) for run in runs[:3]]
     for out in sampled:
         np.testing.assert_array_equal(out["summary"]["confident_thresholds"], expected)

@@ -23,8 +23,8 @@ from beam_labelissues.io import NpyPair, ReadNpyExamples  # noqa: E402
 from beam_labelissues.io.arrays import plan_reads  # noqa: E402
 from beam_labelissues.io.zarr_input import beam_filesystem_store, zarr_source  # noqa: E402
 from datasets import DatasetSpec, make_dataset, write_npy  # noqa: E402
-from input_files import PrefixedLocalFileSystem, run_sources  # noqa: E402
-from pipeline_runs import read_output_dir  # noqa: E402
+from harness import read_output_dir, run_pipeline  # noqa: E402
+from input_files import PrefixedLocalFileSystem  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,7 +35,9 @@ def _write_zarr(path, data, chunks, zarr_format=3, shards=None):
 
 
 def _assert_same_outputs(npy_out, zarr_out):
-    assert npy_out["summary"] == zarr_out["summary"]
+    # "input" names the files read: the rest of the summary is identical.
+    assert {**npy_out["summary"], "input": None} == {**zarr_out["summary"], "input": None}
+    assert zarr_out["summary"]["input"].endswith(")") and ".zarr" in zarr_out["summary"]["input"]
     assert npy_out["issues"] == zarr_out["issues"]
     assert npy_out["scores"] == zarr_out["scores"]
     assert npy_out["invalid"] == zarr_out["invalid"]
@@ -76,7 +78,7 @@ def test_zarr_stores_give_the_outputs_of_the_npy_files(tmp_path):
             runs.append(dict(source=source, num_classes=spec.num_classes, output_dir=output_dir,
                              with_scores=True, **options))
             outputs[name, kind] = output_dir
-    run_sources(runs)
+    run_pipeline(runs)
     for name in CASES:
         npy_out, zarr_out = read_output_dir(outputs[name, "npy"]), read_output_dir(outputs[name, "zarr"])
         assert zarr_out["summary"]["num_examples"] == CASES[name][0].num_examples
@@ -91,7 +93,7 @@ def test_invalid_records_in_zarr_are_the_npy_ones(tmp_path):
     labels_path, probs_path = write_npy(str(tmp_path), labels, probs)
     labels_zarr = _write_zarr(tmp_path / "labels.zarr", labels, chunks=(256,))
     probs_zarr = _write_zarr(tmp_path / "probs.zarr", probs, chunks=(999, 4), zarr_format=2)
-    run_sources([
+    run_pipeline([
         dict(source=ReadNpyExamples(NpyPair.open(labels_path, probs_path)), num_classes=4,
              output_dir=str(tmp_path / "npy"), on_invalid="skip"),
         dict(source=zarr_source(labels_zarr, probs_zarr), num_classes=4, output_dir=str(tmp_path / "zarr"),
@@ -103,7 +105,7 @@ def test_invalid_records_in_zarr_are_the_npy_ones(tmp_path):
     zarr_out["invalid"].sort(key=lambda record: record["id"])
     _assert_same_outputs(npy_out, zarr_out)
     with pytest.raises(Exception, match=r"InvalidRecordError|invalid record id="):
-        run_sources([dict(source=zarr_source(labels_zarr, probs_zarr), num_classes=4,
+        run_pipeline([dict(source=zarr_source(labels_zarr, probs_zarr), num_classes=4,
                           output_dir=str(tmp_path / "fail"))])
 
 
