@@ -56,6 +56,8 @@ def parse_args(argv):
                     help="run our CLI with --no_report (default: with report.html, as the README's command)")
     ap.add_argument("--startup_dataset", default="1kx10",
                     help="the tiny dataset of the start-up measurement (default: %(default)s)")
+    ap.add_argument("--startup_repeats", type=int, default=3,
+                    help="runs of each start-up measurement; median reported (default: %(default)s)")
     ap.add_argument("--skip_startup", action="store_true", help="skip the start-up measurement")
     ap.add_argument("--markdown", action="store_true",
                     help="print the README's table rows at the end")
@@ -107,6 +109,7 @@ def main(argv=None):
                           "skip_cleanlab": "cleanlab" not in args.selected,
                           "cleanlab_call": contenders.CLEANLAB_CALL, "ours_command": contenders.OURS_COMMAND,
                           "startup_dataset": None if args.skip_startup else args.startup_dataset,
+                          "startup_repeats": args.startup_repeats,
                           "poll_interval_s": measure.POLL_INTERVAL_S,
                           "generator_version": datasets.GENERATOR_VERSION},
                "datasets": {}}
@@ -127,7 +130,7 @@ def main(argv=None):
     for name in args.names:
         meta, files = datasets.ensure_dataset(args.data_dir, name, args.row_group_rows)
         cs = contenders.build(args.selected, settings)
-        answers = run_contenders(name, files, cs, args, env)
+        answers = run_contenders(name, files, cs, args.repeats, args, env)
         ds = dataset_result(meta, cs, answers, files)
         results["datasets"][name] = ds
         print_dataset(name, ds, cs, args)
@@ -151,12 +154,12 @@ def main(argv=None):
 # --- running the contenders ------------------------------------------------------------
 
 
-def run_contenders(name, files, cs, args, env):
+def run_contenders(name, files, cs, repeats, args, env):
     """Runs every contender `repeats` times, taking turns; returns {key: first answer}."""
     answers = {}   # key -> answer of the first successful run
     work = tempfile.mkdtemp(prefix=f"bench-{name}-")
     try:
-        for rep in range(args.repeats):
+        for rep in range(repeats):
             shift = rep % len(cs) if cs else 0
             order = cs[shift:] + cs[:shift]
             for c in order:
@@ -165,7 +168,7 @@ def run_contenders(name, files, cs, args, env):
                 run = contenders.Run(files, os.path.join(work, f"{c.key}-{rep}"))
                 cmd = c.command(run)
                 c.describe.setdefault("argv", cmd)
-                print(f"[{name}] repeat {rep + 1}/{args.repeats}: {c.label} ...", end=" ", flush=True)
+                print(f"[{name}] repeat {rep + 1}/{repeats}: {c.label} ...", end=" ", flush=True)
                 r = measure.run_measured(cmd, REPO, env, run.prefix, args.timeout)
                 r["repeat"] = rep
                 c.runs.append(r)
@@ -256,16 +259,17 @@ def run_startup(args, settings, env):
         for report in (True, False):
             ours.append(contenders.ours_contender(settings, "npy", contenders.AUTO, report))
     cs = others + ours
-    answers = run_contenders(f"startup-{name}", files, cs, args, env)
+    repeats = args.startup_repeats
+    answers = run_contenders(f"startup-{name}", files, cs, repeats, args, env)
     ds = dataset_result(meta, cs, answers, files)
     work = tempfile.mkdtemp(prefix="bench-imports-")
     try:
-        print(f"[startup] timed imports, {args.repeats} of each ...", flush=True)
-        imports = startup.measure_imports(sys.executable, REPO, env, work, args.repeats, args.timeout)
+        print(f"[startup] timed imports, {repeats} of each ...", flush=True)
+        imports = startup.measure_imports(sys.executable, REPO, env, work, repeats, args.timeout)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("[startup] python -X importtime ...", flush=True)
-    breakdown = startup.import_breakdown(sys.executable, REPO, env, args.repeats, args.timeout)
+    breakdown = startup.import_breakdown(sys.executable, REPO, env, repeats, args.timeout)
     ours_medians = {}
     for c in ours:
         ours_medians["with_report" if c.describe["report"] else "no_report"] = summarize(c)
@@ -275,7 +279,7 @@ def run_startup(args, settings, env):
         med = summarize(c)
         rows.append((c.label, med, "" if med else f"failed: {_failure(c)}"))
     phases = [(c.label, (summarize(c) or {}).get("phases")) for c in ours]
-    startup.print_startup(name, meta["n"], meta["k"], args.repeats, rows, imports, breakdown,
+    startup.print_startup(name, meta["n"], meta["k"], repeats, rows, imports, breakdown,
                           phases, derived)
     for key, agr in ds["agreement"].items():
         if not agr["same_set"]:
