@@ -53,7 +53,8 @@ setup(
         # Zarr input (find_label_issues_batched, io/zarr_input.py); zarr 3 needs Python 3.11+.
         "zarr": ["zarr>=3"],
         "gcp": ["apache-beam[gcp]>=2.60"],
-        # benchmarks/run_benchmark.py: cleanlab to compare with, psutil to measure the process tree.
-        "bench": ["cleanlab==2.9.0", "psutil>=5"],
+        # benchmarks/run_benchmark.py: cleanlab to compare with, psutil to measure the process tree,
+        # matplotlib for report.html, which our CLI writes by default and the benchmark measures.
+        "bench": ["cleanlab==2.9.0", "matplotlib>=3.6", "psutil>=5"],
     },
 )
