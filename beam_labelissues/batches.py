@@ -75,14 +75,16 @@ class DisagreeingRows:
     """The rows of a batch whose predicted class is not the given label, in a few bytes each.
 
     Every label issue, and every row the ``off_diagonal`` count counts, is such a
-    row; with ``top_prob`` (the predicted class's probability, in the input's
-    dtype) the count follows from the thresholds without reading the data again.
+    row; with ``predicted_prob`` (the predicted class's probability, in the
+    input's dtype) the count follows from the thresholds without reading the
+    data again. ``given_prob`` is the given label's probability.
     """
 
     ids: np.ndarray
     given: np.ndarray
     predicted: np.ndarray
-    top_prob: np.ndarray
+    given_prob: np.ndarray
+    predicted_prob: np.ndarray
     scores: np.ndarray
     model_agrees: np.ndarray
 
@@ -93,7 +95,7 @@ class DisagreeingRows:
         """The rows ``rows`` as issue candidates."""
         return IssueCandidates(
             self.ids[rows], self.given[rows], self.predicted[rows], self.scores[rows], self.model_agrees[rows],
-            keep_lowest,
+            keep_lowest, self.given_prob[rows], self.predicted_prob[rows],
         )
 
     @staticmethod
@@ -104,10 +106,12 @@ class DisagreeingRows:
 
 @dataclasses.dataclass(frozen=True)
 class IssueCandidates:
-    """Rows that may be label issues, with what ranking needs.
+    """Rows that may be label issues, with what ranking and the issues table need.
 
     ``keep_lowest`` is for a bottom-n selection over such rows (rows lowest by
     score, then id); ``model_agrees`` marks rows dropped from the issues after it.
+    ``given_prob`` and ``predicted_prob`` are the probabilities of the given and
+    the predicted class (in the input's dtype).
     """
 
     ids: np.ndarray
@@ -116,38 +120,34 @@ class IssueCandidates:
     scores: np.ndarray
     model_agrees: np.ndarray
     keep_lowest: int
+    given_prob: np.ndarray
+    predicted_prob: np.ndarray
 
     def __len__(self) -> int:
         return len(self.scores)
 
     def take(self, indices: np.ndarray) -> "IssueCandidates":
-        return IssueCandidates(
-            self.ids[indices],
-            self.given[indices],
-            self.predicted[indices],
-            self.scores[indices],
-            self.model_agrees[indices],
-            self.keep_lowest,
+        return dataclasses.replace(
+            self, **{name: getattr(self, name)[indices] for name in _CANDIDATE_ARRAYS}
         )
 
     @staticmethod
     def concatenate(parts: Sequence["IssueCandidates"]) -> "IssueCandidates":
-        return IssueCandidates(
-            np.concatenate([p.ids for p in parts]),
-            np.concatenate([p.given for p in parts]),
-            np.concatenate([p.predicted for p in parts]),
-            np.concatenate([p.scores for p in parts]),
-            np.concatenate([p.model_agrees for p in parts]),
-            max(p.keep_lowest for p in parts),
-        )
+        arrays = {name: np.concatenate([getattr(p, name) for p in parts]) for name in _CANDIDATE_ARRAYS}
+        return IssueCandidates(keep_lowest=max(p.keep_lowest for p in parts), **arrays)
 
     @staticmethod
     def empty(id_dtype: Any) -> "IssueCandidates":
         return IssueCandidates(
-            np.zeros(0, dtype=id_dtype),
-            np.zeros(0, dtype=np.int64),
-            np.zeros(0, dtype=np.int64),
-            np.zeros(0, dtype=np.float64),
-            np.zeros(0, dtype=bool),
-            0,
+            ids=np.zeros(0, dtype=id_dtype),
+            given=np.zeros(0, dtype=np.int64),
+            predicted=np.zeros(0, dtype=np.int64),
+            scores=np.zeros(0, dtype=np.float64),
+            model_agrees=np.zeros(0, dtype=bool),
+            keep_lowest=0,
+            given_prob=np.zeros(0, dtype=np.float64),
+            predicted_prob=np.zeros(0, dtype=np.float64),
         )
+
+
+_CANDIDATE_ARRAYS = ("ids", "given", "predicted", "scores", "model_agrees", "given_prob", "predicted_prob")

@@ -16,13 +16,16 @@ def numpy_id_dtype(id_type: pa.DataType) -> Any:
 
 
 def label_issues_schema(id_type: pa.DataType, with_names: bool = False) -> pa.Schema:
-    """``label_issues-*.parquet``: one row per issue, ``rank`` 0 the most severe."""
+    """``label_issues-*.parquet``: one row per issue, ``rank`` 0 the most severe, with the
+    probabilities the model gave the given and the predicted class."""
     fields = [
         pa.field("rank", pa.int64(), nullable=False),
         pa.field("id", id_type, nullable=False),
         pa.field("given_label", pa.int64(), nullable=False),
         pa.field("predicted_label", pa.int64(), nullable=False),
         pa.field("label_quality", pa.float64(), nullable=False),
+        pa.field("given_label_prob", pa.float64(), nullable=False),
+        pa.field("predicted_label_prob", pa.float64(), nullable=False),
     ]
     if with_names:
         fields += [pa.field("given_label_name", pa.string()), pa.field("predicted_label_name", pa.string())]
@@ -60,6 +63,8 @@ def label_issues_table(
         pa.array(ranked.given.astype(np.int64)),
         pa.array(ranked.predicted.astype(np.int64)),
         pa.array(ranked.scores.astype(np.float64)),
+        pa.array(ranked.given_prob.astype(np.float64)),
+        pa.array(ranked.predicted_prob.astype(np.float64)),
     ]
     if class_names is not None:
         columns += [_names(ranked.given, class_names), _names(ranked.predicted, class_names)]

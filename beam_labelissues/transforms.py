@@ -200,12 +200,13 @@ class ScanExamples(beam.DoFn):
         if len(rows):
             class_dtype = kernels.class_index_dtype(batch.num_classes)
             self._parts.append(DisagreeingRows(
-                kernels.narrow_integers(batch.ids[rows]),
-                batch.labels[rows].astype(class_dtype),
-                predicted[rows].astype(class_dtype),
-                top_prob[rows],
-                scores[rows],
-                agrees[rows],
+                ids=kernels.narrow_integers(batch.ids[rows]),
+                given=batch.labels[rows].astype(class_dtype),
+                predicted=predicted[rows].astype(class_dtype),
+                given_prob=batch.pred_probs[rows, batch.labels[rows]],
+                predicted_prob=top_prob[rows],
+                scores=scores[rows],
+                model_agrees=agrees[rows],
             ))
             self._rows += len(rows)
         if self._rows >= self._FLUSH_ROWS:
@@ -230,7 +231,7 @@ class CountHeldRows(beam.DoFn):
         self._num_bins = num_bins
 
     def process(self, rows: DisagreeingRows, threshold_stats: ThresholdStats):
-        confident = kernels.confident_predictions(rows.top_prob, rows.predicted, threshold_stats.thresholds)
+        confident = kernels.confident_predictions(rows.predicted_prob, rows.predicted, threshold_stats.thresholds)
         prune_counts = np.bincount(rows.given[confident], minlength=self._num_classes).astype(np.int64)
         possible = kernels.score_bins(rows.scores[~rows.model_agrees], self._num_bins)
         yield prune_counts, np.bincount(possible, minlength=self._num_bins).astype(np.int64)
@@ -258,24 +259,29 @@ class SelectAgreeingRowsOfCutoffBin(beam.DoFn):
         rows = rows[kernels.predicted_labels(batch.pred_probs[rows]) == batch.labels[rows]]
         if len(rows):
             labels = batch.labels[rows].astype(kernels.class_index_dtype(batch.num_classes))
+            label_prob = batch.pred_probs[rows, batch.labels[rows]]
             yield IssueCandidates(
-                kernels.narrow_integers(batch.ids[rows]), labels, labels, scores[rows],
-                np.ones(len(rows), dtype=bool), cut.take_from_cutoff_bin,
+                ids=kernels.narrow_integers(batch.ids[rows]), given=labels, predicted=labels, scores=scores[rows],
+                model_agrees=np.ones(len(rows), dtype=bool), keep_lowest=cut.take_from_cutoff_bin,
+                given_prob=label_prob, predicted_prob=label_prob,
             )
 
 
 def _candidates(examples: ExampleBatch, rows: np.ndarray, scores: np.ndarray, keep_lowest: int) -> IssueCandidates:
     labels = examples.labels[rows]
-    predicted, _, agrees = kernels.predictions(labels, examples.pred_probs[rows])
+    probs = examples.pred_probs[rows]
+    predicted, top_prob, agrees = kernels.predictions(labels, probs)
     # Candidates are shuffled and held for ranking: the narrowest class dtype keeps them small.
     class_dtype = kernels.class_index_dtype(examples.num_classes)
     return IssueCandidates(
-        kernels.narrow_integers(examples.ids[rows]),
-        labels.astype(class_dtype),
-        predicted.astype(class_dtype),
-        scores[rows],
-        agrees,
-        keep_lowest,
+        ids=kernels.narrow_integers(examples.ids[rows]),
+        given=labels.astype(class_dtype),
+        predicted=predicted.astype(class_dtype),
+        scores=scores[rows],
+        model_agrees=agrees,
+        keep_lowest=keep_lowest,
+        given_prob=probs[np.arange(len(rows)), labels],
+        predicted_prob=top_prob,
     )
 
 

@@ -33,6 +33,8 @@ class Expected:
     issue_ids: np.ndarray  # in rank order: score ascending, ties by id
     mask: np.ndarray
     boundary_tied: bool
+    given_prob: np.ndarray  # every row's probability of its given label
+    predicted_prob: np.ndarray  # every row's probability of its predicted class (numpy's argmax)
 
 
 def exact_mean_thresholds(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -58,6 +60,8 @@ def cleanlab_expected(
 ) -> Expected:
     labels = np.asarray(labels).astype(np.int64)
     probs = np.asarray(pred_probs, dtype=np.float64)
+    rows = np.arange(len(labels))
+    given_prob, predicted_prob = probs[rows, labels], probs.max(axis=1)  # as given, before any clipping
     if method == "confidence_weighted_entropy" and clip_for_entropy:
         probs = np.clip(probs, 0.0, 1.0)
     quality_kwargs = {"method": method, "adjust_pred_probs": adjust_pred_probs}
@@ -106,6 +110,8 @@ def cleanlab_expected(
         issue_ids=issue_ids,
         mask=np.asarray(mask),
         boundary_tied=bool(tied),
+        given_prob=given_prob,
+        predicted_prob=predicted_prob,
     )
 
 
@@ -124,6 +130,8 @@ def assert_matches(expected: Expected, issues, summary: dict, scores_table=None,
         np.testing.assert_array_equal(np.sort(ids), np.flatnonzero(expected.mask),
                                       err_msg="issue set differs from find_label_issues_batched")
     np.testing.assert_allclose(np.asarray(issues["label_quality"])[order], expected.scores[ids], rtol=0, atol=atol)
+    np.testing.assert_array_equal(np.asarray(issues["given_label_prob"])[order], expected.given_prob[ids])
+    np.testing.assert_array_equal(np.asarray(issues["predicted_label_prob"])[order], expected.predicted_prob[ids])
     assert summary["num_issues_estimated"] == expected.num_issues
     assert summary["num_label_issues"] == len(expected.issue_ids)
     assert summary["num_examples"] == len(expected.scores)

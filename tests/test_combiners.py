@@ -73,7 +73,8 @@ def test_lowest_scores_keeps_exactly_the_n_lowest_by_score_then_id():
     ids = rng.permutation(50000)
     parts = [IssueCandidates(ids[i:i + 997], np.zeros(997, int)[: len(ids[i:i + 997])],
                              np.zeros(len(ids[i:i + 997]), int), scores[i:i + 997],
-                             np.zeros(len(ids[i:i + 997]), bool), 30000)
+                             np.zeros(len(ids[i:i + 997]), bool), 30000,
+                             scores[i:i + 997], np.ones(len(ids[i:i + 997])))
              for i in range(0, 50000, 997)]
     fn = LowestScoresFn()
     expected = np.lexsort((ids, scores))[:30000]

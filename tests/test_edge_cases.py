@@ -45,7 +45,8 @@ def test_unseen_class_zero_issues_and_layouts(tmp_path):
     assert out["clean"]["summary"]["num_label_issues"] == 0
     table = pq.read_table(out["clean"]["issue_files"][0])
     assert table.num_rows == 0
-    assert table.schema.names == ["rank", "id", "given_label", "predicted_label", "label_quality"]
+    assert table.schema.names == ["rank", "id", "given_label", "predicted_label", "label_quality",
+                                     "given_label_prob", "predicted_label_prob"]
 
     for layout in ("fortran", "bigendian"):
         assert_matches(cleanlab_expected(labels, probs), out[layout]["issues"], out[layout]["summary"])

@@ -332,6 +332,7 @@ def test_empty_inputs_write_empty_outputs(capsys, tmp_path, caplog):
         assert summary["num_classes"] == num_classes and summary["num_invalid_records"] == 0
         table = pq.read_table(os.path.join(output, "label_issues-00000-of-00001.parquet"))
         assert table.num_rows == 0
-        assert table.schema.names == ["rank", "id", "given_label", "predicted_label", "label_quality"]
+        assert table.schema.names == ["rank", "id", "given_label", "predicted_label", "label_quality",
+                                     "given_label_prob", "predicted_label_prob"]
         assert table.schema.field("id").type == id_type
         assert "no valid examples" in out

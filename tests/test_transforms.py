@@ -106,8 +106,9 @@ def test_merge_accumulators_takes_a_generator():
     totals = IssueTotalsFn().merge_accumulators(t for t in [IssueTotals(2, 0.1, 0.3), IssueTotals(1, 0.05, 0.2)])
     assert (totals.num_issues, totals.min_score, totals.max_score) == (3, 0.05, 0.3)
     lowest = LowestScoresFn()
-    candidates = IssueCandidates(np.arange(5), np.zeros(5, int), np.ones(5, int),
-                                 np.array([0.5, 0.1, 0.4, 0.1, 0.2]), np.zeros(5, bool), 3)
+    scores = np.array([0.5, 0.1, 0.4, 0.1, 0.2])
+    candidates = IssueCandidates(np.arange(5), np.zeros(5, int), np.ones(5, int), scores, np.zeros(5, bool), 3,
+                                 scores, 1 - scores)
     merged = lowest.merge_accumulators(a for a in [lowest.add_input([], candidates), []])
     assert lowest.extract_output(merged).ids.tolist() == [1, 3, 4]
 
