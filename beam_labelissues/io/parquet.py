@@ -29,7 +29,9 @@ import concurrent.futures
 import dataclasses
 import fnmatch
 import logging
+import queue
 import re
+import threading
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
@@ -44,6 +46,8 @@ from beam_labelissues.io.npy import rows_per_batch
 from beam_labelissues.sources import ExampleSource
 from beam_labelissues.validation import InputFileError
 
+# A read task covers about this many batches' rows of consecutive row groups of one file.
+_BATCHES_PER_TASK = 8
 # Footers are read this many at a time: a glob of hundreds of gs:// files would
 # otherwise pay one round trip after another.
 _FOOTER_THREADS = 16
@@ -465,32 +469,90 @@ def record_batch_to_examples(
     return ExampleBatch(ids[keep], labels[keep], probs[probs_keep], tuple(malformed))
 
 
+def group_tasks(tasks: Sequence[RowGroupTask], max_rows: int) -> List[Tuple[RowGroupTask, ...]]:
+    """Consecutive row groups of one file, up to about ``max_rows`` rows: one read task.
+
+    A task reads its row groups one after the other, the next decoded in a thread
+    while the current is processed; tasks stay small enough to spread over workers.
+    """
+    grouped: List[List[RowGroupTask]] = []
+    rows = 0
+    for task in tasks:
+        if not grouped or grouped[-1][-1].path != task.path or rows + task.num_rows > max_rows:
+            grouped.append([])
+            rows = 0
+        grouped[-1].append(task)
+        rows += task.num_rows
+    return [tuple(group) for group in grouped]
+
+
+class _Done:
+    """The end of a prefetch queue; carries the reader thread's error, if any."""
+
+    def __init__(self, error: Optional[BaseException] = None):
+        self.error = error
+
+
+def _decoded_row_groups(path: str, groups: Sequence[int], columns: Sequence[str]) -> Iterator[pa.Table]:
+    """The row groups of ``path`` as tables, each decoded in a thread while the caller
+    works on the one before (pyarrow releases the GIL while it decodes)."""
+    decoded: "queue.Queue" = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def decode():
+        error = None
+        try:
+            with _open(path) as handle:
+                parquet = pq.ParquetFile(handle)
+                for group in groups:
+                    if stop.is_set():
+                        break
+                    decoded.put(parquet.read_row_group(group, columns=list(columns), use_threads=False))
+        except BaseException as caught:  # handed to the caller, which raises it
+            error = caught
+        decoded.put(_Done(error))
+
+    thread = threading.Thread(target=decode, name=f"decode {path}", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = decoded.get()
+            if isinstance(item, _Done):
+                if item.error is not None:
+                    raise item.error
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a pending put, then let the thread end
+            try:
+                decoded.get(timeout=0.1)
+            except queue.Empty:
+                pass
+
+
 @beam.typehints.with_output_types(ExampleBatch)
 class _ReadRowGroups(beam.DoFn):
-    """Reads one row group as consecutive ``ExampleBatch`` elements."""
+    """Reads a run of row groups of one file as consecutive ``ExampleBatch`` elements."""
 
     def __init__(self, columns: ParquetColumns, num_classes: int, batch_rows: int):
         self._columns = columns
         self._num_classes = num_classes
         self._batch_rows = batch_rows
 
-    def process(self, task: RowGroupTask) -> Iterator[ExampleBatch]:
-        row = task.first_row
-        with _open(task.path) as handle:
-            parquet = pq.ParquetFile(handle)
-            for batch in parquet.iter_batches(
-                batch_size=self._batch_rows,
-                row_groups=[task.row_group],
-                columns=self._columns.names,
-                use_threads=False,
-            ):
+    def process(self, tasks: Tuple[RowGroupTask, ...]) -> Iterator[ExampleBatch]:
+        path = tasks[0].path
+        tables = _decoded_row_groups(path, [task.row_group for task in tasks], self._columns.names)
+        for task, table in zip(tasks, tables):
+            if table.num_rows != task.num_rows:
+                raise InputFileError(
+                    f"{path}: row group {task.row_group} has {table.num_rows} rows, "
+                    f"its footer said {task.num_rows} (did the file change during the run?)"
+                )
+            row = task.first_row
+            for batch in table.to_batches(max_chunksize=self._batch_rows):
                 yield record_batch_to_examples(batch, self._columns, self._num_classes, row)
                 row += batch.num_rows
-        if row != task.first_row + task.num_rows:
-            raise InputFileError(
-                f"{task.path}: row group {task.row_group} has {row - task.first_row} rows, "
-                f"its footer said {task.num_rows} (did the file change during the run?)"
-            )
 
 
 class ReadParquetExamples(ExampleSource):
@@ -512,8 +574,8 @@ class ReadParquetExamples(ExampleSource):
         self.id_type = dataset.id_type
         self.description = dataset.description
 
-    def read_tasks(self) -> List[RowGroupTask]:
-        return list(self._dataset.tasks)
+    def read_tasks(self) -> List[Tuple[RowGroupTask, ...]]:
+        return group_tasks(self._dataset.tasks, max(self._batch_rows * _BATCHES_PER_TASK, 1))
 
     def read_dofn(self) -> beam.DoFn:
         return _ReadRowGroups(self._dataset.columns, self._num_classes, self._batch_rows)
