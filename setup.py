@@ -48,6 +48,8 @@ setup(
             "pillow>=9",
             "pytest>=7",
             "pytest-xdist>=3",
+            # the README's RunInference example (a scikit-learn model handler).
+            "scikit-learn>=1.0",
         ],
         "gcp": ["apache-beam[gcp]>=2.60"],
         # benchmarks/run_benchmark.py: cleanlab to compare with, psutil to measure the process tree.

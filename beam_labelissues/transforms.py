@@ -355,6 +355,19 @@ def _summary(
     )
 
 
+def _check_batch_element_type(pcoll: beam.PCollection) -> None:
+    """Fails when the pipeline is built if Beam knows the elements are not ExampleBatch."""
+    element_type = pcoll.element_type
+    if element_type is None or beam.typehints.typehints.is_consistent_with(element_type, ExampleBatch):
+        return
+    raise TypeError(
+        f"FindLabelIssues takes a PCollection of ExampleBatch (whole batches), but its elements are "
+        f"{element_type}. For one element per example (dicts, beam.Row, RunInference's "
+        "PredictionResult) use FindLabelIssuesInExamples(num_classes, id_field=..., label_field=..., "
+        "pred_probs_field=...) instead, or ExamplesToBatches before FindLabelIssues."
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class LabelIssuesResult:
     """What ``FindLabelIssues`` produces: PCollections, and what a writer needs to know of them.
@@ -454,6 +467,7 @@ class FindLabelIssues(beam.PTransform):
         if self._source is None:
             if not isinstance(pinput, beam.PCollection):
                 raise TypeError("apply FindLabelIssues to a PCollection of ExampleBatch, or give source=")
+            _check_batch_element_type(pinput)
             return lambda stage: pinput
         if not isinstance(pinput, beam.pvalue.PBegin):
             raise TypeError("with source=, apply FindLabelIssues to the pipeline, not a PCollection")
