@@ -45,6 +45,8 @@ setup(
             "apache-beam[gcp]>=2.60",
             "cleanlab==2.9.0",
             "matplotlib>=3.6",
+            # tests/test_parquet_layouts.py writes Parquet as pandas does.
+            "pandas>=1.5",
             "pillow>=9",
             "pytest>=7",
             "pytest-xdist>=3",
