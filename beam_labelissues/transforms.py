@@ -107,20 +107,27 @@ class ValidateExamples(beam.DoFn):
 
     With ``on_invalid='skip'`` the invalid records go to the ``invalid`` output,
     but only from the pass that reports them, so each is written and counted once.
+    With ``id_type``, a batch whose ids are of the other kind (strings for int64,
+    integers for string) stops the run at once with the fix, not at ranking.
     """
 
     INVALID = "invalid"
 
-    def __init__(self, options: LabelIssuesOptions, stage: str, report_invalid: bool):
+    def __init__(
+        self, options: LabelIssuesOptions, stage: str, report_invalid: bool, id_type: Optional[pa.DataType] = None
+    ):
         self._options = options
         self._stage = stage
         self._report_invalid = report_invalid
+        self._string_ids = None if id_type is None else not pa.types.is_integer(id_type)
 
     def setup(self):
         self._progress = _Progress(self._stage)
         self._invalid_counter = Metrics.counter(NAMESPACE, "invalid_records")
 
     def process(self, batch: ExampleBatch):
+        if self._string_ids is not None and len(batch.ids):
+            _check_id_kind(batch.ids, self._string_ids)
         valid, invalid = validate_batch(batch, self._options.num_classes, self._options.tolerance)
         self._progress.update(len(batch) + len(batch.malformed))
         if invalid:
@@ -132,6 +139,17 @@ class ValidateExamples(beam.DoFn):
                     yield beam.pvalue.TaggedOutput(self.INVALID, record)
         if len(valid):
             yield valid
+
+
+def _check_id_kind(ids: np.ndarray, string_ids: bool) -> None:
+    integer_ids = ids.dtype.kind in "iu"
+    if string_ids and integer_ids:
+        raise TypeError(f"example ids are integers ({ids[0]!r}, ...), but id_type is string: pass id_type=pa.int64()")
+    if not string_ids and not integer_ids:
+        raise TypeError(
+            f"example ids are not integers ({ids[0]!r}, ...), but id_type is int64: pass id_type=pa.string() "
+            "for string ids"
+        )
 
 
 @beam.typehints.with_output_types(ScoredBatch)
@@ -475,7 +493,7 @@ class FindLabelIssues(beam.PTransform):
 
     def _validated(self, raw, stage: str, report_invalid: bool):
         outputs = raw | f"Validate{stage}" >> beam.ParDo(
-            ValidateExamples(self._options, stage, report_invalid)
+            ValidateExamples(self._options, stage, report_invalid, self._id_type)
         ).with_outputs(ValidateExamples.INVALID, main="valid")
         return outputs.valid, outputs[ValidateExamples.INVALID]
 

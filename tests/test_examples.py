@@ -222,3 +222,14 @@ def test_wrong_inputs_fail_when_the_pipeline_is_built():
         FindLabelIssuesInExamples(2)  # pylint: disable=missing-kwoa
     with pytest.raises(ValueError, match="got 2 class names for 3 classes"):
         ExamplesToBatches(3, id_field="id", class_names=["a", "b"])
+
+
+def test_example_batches_with_ids_of_the_other_kind_stop_at_validation():
+    """Hand-built ExampleBatch elements with string ids and the default id type fail at the
+    first batch with the fix, not at the ranking step."""
+    batch = ExampleBatch(np.array(["a", "b"], dtype=object), np.array([0, 1]), np.full((2, 2), 0.5))
+    with pytest.raises(Exception, match=r"ids are not integers \('a', \.\.\.\), but id_type is int64: pass "
+                                        r"id_type=pa\.string\(\)") as raised:
+        with beam.Pipeline(runner="FnApiRunner") as pipeline:
+            pipeline | beam.Create([batch]) | FindLabelIssues(2)
+    assert "ValidateForThresholds" in str(raised.value)
