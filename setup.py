@@ -45,10 +45,14 @@ setup(
             "apache-beam[gcp]>=2.60",
             "cleanlab==2.9.0",
             "matplotlib>=3.6",
+            # tests/test_parquet_layouts.py writes Parquet as pandas does.
+            "pandas>=1.5",
             "pillow>=9",
             "pytest>=7",
             "pytest-xdist>=3",
             "zarr>=3; python_version >= '3.11'",
+            # the README's RunInference example (a scikit-learn model handler).
+            "scikit-learn>=1.0",
         ],
         # Zarr input (find_label_issues_batched, io/zarr_input.py); zarr 3 needs Python 3.11+.
         "zarr": ["zarr>=3"],

@@ -6,12 +6,15 @@ an estimate of the number of issues, and the issues ranked from most to least se
 
 The pipeline pieces: ``FindLabelIssues`` (a PTransform) with ``LabelIssuesOptions``,
 readers ``ReadNpyExamples`` / ``ReadParquetExamples`` (or your own ``ExampleBatch``
-PCollection), and ``WriteLabelIssues`` for the output directory.
+PCollection), ``FindLabelIssuesInExamples`` / ``ExamplesToBatches`` for one element per
+example (dicts, ``beam.Row``, RunInference results), and ``WriteLabelIssues`` for the
+output directory.
 """
 
 from beam_labelissues._version import __version__
 from beam_labelissues.api import LabelInspector, find_label_issues_batched
 from beam_labelissues.batches import ExampleBatch
+from beam_labelissues.examples import ExamplesToBatches, FindLabelIssuesInExamples
 from beam_labelissues.io import NpyPair, ParquetDataset, ReadNpyExamples, ReadParquetExamples
 from beam_labelissues.io.outputs import Summary, WriteLabelIssues, read_summary
 from beam_labelissues.options import LabelIssuesOptions
@@ -20,7 +23,9 @@ from beam_labelissues.validation import InputFileError, InvalidRecordError, Labe
 
 __all__ = [
     "ExampleBatch",
+    "ExamplesToBatches",
     "FindLabelIssues",
+    "FindLabelIssuesInExamples",
     "InputFileError",
     "InvalidRecordError",
     "LabelInspector",

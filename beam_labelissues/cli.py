@@ -98,12 +98,17 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parquet = parser.add_argument_group("input (Parquet files; instead of the .npy files)")
     parquet.add_argument(
         "--input",
-        help="Parquet files to read, a path or a glob such as 'gs://bucket/preds/*.parquet' "
-        "(local, gs:// or s3://). Files are read in sorted-name order, row groups in parallel.",
+        help="Parquet files to read: a file, a folder, or a glob such as "
+        "'gs://bucket/preds/*.parquet' (local, gs:// or s3://). A folder is read with pyarrow's "
+        "dataset rules: every file below it, hive key=value folders included, names starting with "
+        "_ or . ignored (Spark's _SUCCESS, .crc files). A path that names a file or folder is never "
+        "read as a glob. Files are read in sorted-name order, row groups in parallel.",
     )
     parquet.add_argument(
         "--label_column",
-        help="The column of given labels: any integer type, values in [0, K). "
+        help="The column of given labels: any integer type, values in [0, K); or class names "
+        "(string, or dictionary as pandas writes a categorical) with --class_names, mapped by name "
+        "(a name that is not a class is an invalid record). "
         f"Default: {input_files.DEFAULT_LABEL_COLUMN}.",
     )
     parquet.add_argument(
@@ -113,9 +118,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
     )
     parquet.add_argument(
         "--pred_probs_columns",
-        help="Instead of --pred_probs_column: a glob over column names with one float column per "
-        "class, such as 'p_*'. Class order follows the number each name ends with (p_2 before "
-        "p_10); the numbers must be consecutive.",
+        help="Instead of --pred_probs_column, one float column per class: a glob such as 'p_*' "
+        "(class order follows the number each name ends with, p_2 before p_10; the numbers must "
+        "be consecutive); or the columns in class order, comma-separated, such as "
+        "'prob_cat,prob_dog,prob_bird'; or a template such as 'prob_{class}', filled with each "
+        "name of --class_names in order.",
     )
     parquet.add_argument(
         "--id_column",
@@ -204,7 +211,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
         "--class_names",
         help="A file naming the classes, one per line (line k names class k) or a JSON list. "
         "Names then appear in the printed summary, the report and as given_label_name / "
-        "predicted_label_name columns of label_issues.",
+        "predicted_label_name columns of label_issues; Parquet labels given as names are "
+        "mapped through it, and it fills a --pred_probs_columns template.",
     )
     _add_flag(
         run,
@@ -311,6 +319,7 @@ def open_inputs(args: argparse.Namespace) -> input_files.Inputs:
         id_column=args.id_column,
         num_classes=args.num_classes,
         batch_size=args.batch_size,
+        class_names_file=args.class_names,
     )
 
 
@@ -342,7 +351,7 @@ def build_pipeline(args: argparse.Namespace, beam_args: List[str], source_wrappe
     options = pipeline_options(beam_args + local_worker_args(beam_args, inputs.pred_probs_bytes))
     inputs.source.reshuffle = not runs_in_one_local_worker(options)
     try:
-        class_names = None if args.class_names is None else load_class_names(args.class_names, inputs.num_classes)
+        class_names = inputs.class_names
         settings = label_issues_options(args, inputs.num_classes)
     except ValueError as error:
         raise UsageError(str(error)) from error

@@ -110,20 +110,27 @@ class ValidateExamples(beam.DoFn):
 
     With ``on_invalid='skip'`` the invalid records go to the ``invalid`` output,
     but only from the pass that reports them, so each is written and counted once.
+    With ``id_type``, a batch whose ids are of the other kind (strings for int64,
+    integers for string) stops the run at once with the fix, not at ranking.
     """
 
     INVALID = "invalid"
 
-    def __init__(self, options: LabelIssuesOptions, stage: str, report_invalid: bool):
+    def __init__(
+        self, options: LabelIssuesOptions, stage: str, report_invalid: bool, id_type: Optional[pa.DataType] = None
+    ):
         self._options = options
         self._stage = stage
         self._report_invalid = report_invalid
+        self._string_ids = None if id_type is None else not pa.types.is_integer(id_type)
 
     def setup(self):
         self._progress = _Progress(self._stage)
         self._invalid_counter = Metrics.counter(NAMESPACE, "invalid_records")
 
     def process(self, batch: ExampleBatch):
+        if self._string_ids is not None and len(batch.ids):
+            _check_id_kind(batch.ids, self._string_ids)
         valid, invalid = validate_batch(batch, self._options.num_classes, self._options.tolerance)
         self._progress.update(len(batch) + len(batch.malformed))
         if invalid:
@@ -135,6 +142,17 @@ class ValidateExamples(beam.DoFn):
                     yield beam.pvalue.TaggedOutput(self.INVALID, record)
         if len(valid):
             yield valid
+
+
+def _check_id_kind(ids: np.ndarray, string_ids: bool) -> None:
+    integer_ids = ids.dtype.kind in "iu"
+    if string_ids and integer_ids:
+        raise TypeError(f"example ids are integers ({ids[0]!r}, ...), but id_type is string: pass id_type=pa.int64()")
+    if not string_ids and not integer_ids:
+        raise TypeError(
+            f"example ids are not integers ({ids[0]!r}, ...), but id_type is int64: pass id_type=pa.string() "
+            "for string ids"
+        )
 
 
 @beam.typehints.with_output_types(ScoredBatch)
@@ -479,6 +497,19 @@ def _summary(
     )
 
 
+def _check_batch_element_type(pcoll: beam.PCollection) -> None:
+    """Fails when the pipeline is built if Beam knows the elements are not ExampleBatch."""
+    element_type = pcoll.element_type
+    if element_type is None or beam.typehints.typehints.is_consistent_with(element_type, ExampleBatch):
+        return
+    raise TypeError(
+        f"FindLabelIssues takes a PCollection of ExampleBatch (whole batches), but its elements are "
+        f"{element_type}. For one element per example (dicts, beam.Row, RunInference's "
+        "PredictionResult) use FindLabelIssuesInExamples(num_classes, id_field=..., label_field=..., "
+        "pred_probs_field=...) instead, or ExamplesToBatches before FindLabelIssues."
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class LabelIssuesResult:
     """What ``FindLabelIssues`` produces: PCollections, and what a writer needs to know of them.
@@ -579,6 +610,7 @@ class FindLabelIssues(beam.PTransform):
         if self._source is None:
             if not isinstance(pinput, beam.PCollection):
                 raise TypeError("apply FindLabelIssues to a PCollection of ExampleBatch, or give source=")
+            _check_batch_element_type(pinput)
             return lambda stage: pinput
         if not isinstance(pinput, beam.pvalue.PBegin):
             raise TypeError("with source=, apply FindLabelIssues to the pipeline, not a PCollection")
@@ -586,7 +618,7 @@ class FindLabelIssues(beam.PTransform):
 
     def _validated(self, raw, stage: str, report_invalid: bool):
         outputs = raw | f"Validate{stage}" >> beam.ParDo(
-            ValidateExamples(self._options, stage, report_invalid)
+            ValidateExamples(self._options, stage, report_invalid, self._id_type)
         ).with_outputs(ValidateExamples.INVALID, main="valid")
         return outputs.valid, outputs[ValidateExamples.INVALID]
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Optional
+from typing import Optional, Sequence, Tuple
 
 import pyarrow as pa
 
+from beam_labelissues.io.class_names import load_class_names
+from beam_labelissues.io.layouts import CLASS_PLACEHOLDER, row_group_warning
 from beam_labelissues.io.npy import NpyPair, ReadNpyExamples
 from beam_labelissues.io.parquet import ParquetDataset, ReadParquetExamples
 from beam_labelissues.sources import ExampleSource
@@ -27,7 +29,10 @@ _LOG = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class Inputs:
-    """Checked inputs: the source to read and what is known of it before the run."""
+    """Checked inputs: the source to read and what is known of it before the run.
+
+    ``class_names``: the names from the class names file, one per class, or None.
+    """
 
     source: ExampleSource
     num_classes: int
@@ -35,6 +40,7 @@ class Inputs:
     description: str
     num_rows: int
     pred_probs_bytes: int
+    class_names: Optional[Tuple[str, ...]] = None
 
 
 def open_inputs(
@@ -48,11 +54,14 @@ def open_inputs(
     id_column: Optional[str] = None,
     num_classes: Optional[int] = None,
     batch_size: Optional[int] = None,
+    class_names_file: Optional[str] = None,
 ) -> Inputs:
-    """Opens either a ``.npy`` pair or Parquet files (a path or glob) and checks them.
+    """Opens either a ``.npy`` pair or Parquet files (a file, folder or glob) and checks them.
 
-    Raises ``UsageError`` for options that do not fit together and
-    ``InputFileError`` for files that cannot be used.
+    ``class_names_file`` (one name per line or a JSON list) names the classes: Parquet
+    labels given as names are mapped through it, and a ``{class}`` template in
+    ``pred_probs_columns`` is filled with it. Raises ``UsageError`` for options that
+    do not fit together and ``InputFileError`` for files that cannot be used.
     """
     if num_classes is not None and num_classes < 2:
         raise UsageError(f"--num_classes must be at least 2, got {num_classes}")
@@ -61,9 +70,21 @@ def open_inputs(
     npy_given = labels_file is not None or pred_probs_file is not None
     if parquet is not None and npy_given:
         raise UsageError("give either --input (Parquet) or --labels_file and --pred_probs_file (.npy), not both")
+    class_names = None
+    if class_names_file is not None:
+        try:
+            class_names = tuple(load_class_names(class_names_file))
+        except ValueError as error:
+            raise UsageError(str(error)) from error
     if parquet is not None:
+        if pred_probs_columns and CLASS_PLACEHOLDER in pred_probs_columns and class_names is None:
+            raise UsageError(
+                f"--pred_probs_columns {pred_probs_columns!r} names one column per class by its name: "
+                "give --class_names"
+            )
         inputs = _open_parquet(
-            parquet, label_column, pred_probs_column, pred_probs_columns, id_column, num_classes, batch_size
+            parquet, label_column, pred_probs_column, pred_probs_columns, id_column, num_classes, batch_size,
+            class_names,
         )
     else:
         parquet_only = {
@@ -78,6 +99,12 @@ def open_inputs(
         if labels_file is None or pred_probs_file is None:
             raise UsageError("give both --labels_file and --pred_probs_file")
         inputs = _open_npy(labels_file, pred_probs_file, num_classes, batch_size)
+    if class_names is not None:
+        if len(class_names) != inputs.num_classes:
+            raise UsageError(
+                f"{class_names_file} names {len(class_names)} classes, but the data has {inputs.num_classes}"
+            )
+        inputs = dataclasses.replace(inputs, class_names=class_names)
     if inputs.num_rows == 0:
         _LOG.warning(
             "the input has zero rows (%s); the run will write a summary with num_examples 0 and an "
@@ -110,6 +137,7 @@ def _open_parquet(
     id_column: Optional[str],
     num_classes: Optional[int],
     batch_size: Optional[int],
+    class_names: Optional[Sequence[str]] = None,
 ) -> Inputs:
     if pred_probs_columns is not None and pred_probs_column is not None:
         raise UsageError("give either --pred_probs_column or --pred_probs_columns, not both")
@@ -120,6 +148,7 @@ def _open_parquet(
         pred_probs_columns=pred_probs_columns,
         id_column=id_column,
         num_classes=num_classes,
+        class_names=class_names,
     )
     k = dataset.num_classes
     if k is None:
@@ -132,6 +161,11 @@ def _open_parquet(
         )
     if dataset.columns.pred_probs_columns:
         _LOG.info("class order of --pred_probs_columns: %s", ", ".join(dataset.columns.pred_probs_columns))
+    warning = row_group_warning(
+        [task.num_rows for task in dataset.tasks], len(dataset.files), k, dataset.prob_itemsize
+    )
+    if warning:
+        _LOG.warning("%s: %s", pattern, warning)
     source = ReadParquetExamples(dataset, num_classes=k, batch_size=batch_size)
     return Inputs(
         source=source,

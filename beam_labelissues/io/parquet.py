@@ -1,7 +1,8 @@
-"""Reads Parquet files (one glob) as ``ExampleBatch`` elements, row groups in parallel.
+"""Reads Parquet files (a file, a folder or a glob) as ``ExampleBatch`` elements, row groups in parallel.
 
 Everything goes through Beam's FileSystems, so local paths, gs:// and s3:// work
-alike. ``ParquetDataset.open`` matches the glob, sorts the file names and reads
+alike. ``ParquetDataset.open`` lists the files (a folder with pyarrow's dataset
+rules, see ``io/layouts.py``), sorts the file names and reads
 every footer (a few KiB each) where the pipeline is launched: it checks the
 columns and their types, learns the number of classes K and the row count of
 every row group. Without an id column the id of a row is its index over all
@@ -11,11 +12,13 @@ row group per task.
 
 Columns:
 
-- labels: any integer type;
+- labels: any integer type, or class names (string, large_string or dictionary,
+  as pandas writes a categorical) mapped to indices through the class names;
 - pred_probs: one column of ``list``, ``large_list`` or ``fixed_size_list`` of
-  float16/32/64, or one float column per class (``pred_probs_columns``, a glob
-  such as ``p_*``), ordered by the number each name ends with (``p_2`` before
-  ``p_10``); the numbers must be consecutive;
+  float16/32/64, or one float column per class (``pred_probs_columns``): a glob
+  such as ``p_*``, ordered by the number each name ends with (``p_2`` before
+  ``p_10``; the numbers must be consecutive), an ordered list ``p_cat,p_dog``, or
+  a template ``prob_{class}`` filled with each class name in class order;
 - ids (optional): any integer type (read as int64) or string.
 
 Rows that cannot be shaped into a batch (a null label, null or wrong-length
@@ -42,6 +45,12 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_labelissues.batches import ExampleBatch, MalformedRow
+from beam_labelissues.io.layouts import (
+    input_files,
+    label_indices,
+    label_type_problem,
+    listed_class_columns,
+)
 from beam_labelissues.io.npy import rows_per_batch
 from beam_labelissues.sources import ExampleSource
 from beam_labelissues.validation import InputFileError
@@ -68,12 +77,16 @@ class RowGroupTask:
 
 @dataclasses.dataclass(frozen=True)
 class ParquetColumns:
-    """Which columns hold what. Exactly one of ``pred_probs`` and ``pred_probs_columns``."""
+    """Which columns hold what. Exactly one of ``pred_probs`` and ``pred_probs_columns``.
+
+    ``label_names`` are the class names in class order, for labels given as names.
+    """
 
     label: str = "label"
     pred_probs: Optional[str] = "pred_probs"
     pred_probs_columns: Optional[Tuple[str, ...]] = None
     id: Optional[str] = None
+    label_names: Optional[Tuple[str, ...]] = None
 
     @property
     def names(self) -> List[str]:
@@ -88,18 +101,6 @@ def _open(path: str):
     return FileSystems.open(
         path, mime_type="application/octet-stream", compression_type=CompressionTypes.UNCOMPRESSED
     )
-
-
-def match_files(pattern: str) -> List[str]:
-    """The files matching ``pattern``, in sorted-name order; an error if there are none."""
-    try:
-        result = FileSystems.match([pattern])[0]
-    except Exception as error:  # BeamIOError, or ValueError for an unknown scheme
-        raise InputFileError(f"{pattern}: cannot list matching files: {error}") from error
-    paths = sorted(metadata.path for metadata in result.metadata_list)
-    if not paths:
-        raise InputFileError(f"{pattern}: no files match")
-    return paths
 
 
 def _is_float(data_type: pa.DataType) -> bool:
@@ -180,11 +181,9 @@ def _field(footer: _Footer, name: str, role: str) -> pa.DataType:
 def _check_columns(footer: _Footer, columns: ParquetColumns) -> Tuple[Optional[int], str]:
     """Checks one file's column types; returns (fixed list size or None, id kind)."""
     label_type = _field(footer, columns.label, "label")
-    if not pa.types.is_integer(label_type):
-        raise InputFileError(
-            f"{footer.path}: label column {columns.label!r} has type {label_type}; "
-            "labels must be integers (class indices 0..K-1)"
-        )
+    label_problem = label_type_problem(label_type, columns.label_names is not None)
+    if label_problem is not None:
+        raise InputFileError(f"{footer.path}: label column {columns.label!r} has type {label_type}; {label_problem}")
     fixed_size = None
     if columns.pred_probs_columns:
         for name in columns.pred_probs_columns:
@@ -258,22 +257,29 @@ class ParquetDataset:
         pred_probs_columns: Optional[str] = None,
         id_column: Optional[str] = None,
         num_classes: Optional[int] = None,
+        class_names: Optional[Sequence[str]] = None,
     ) -> "ParquetDataset":
-        """Matches ``pattern``, reads and checks every footer; raises ``InputFileError``.
+        """Lists the files ``pattern`` names, reads and checks every footer; raises ``InputFileError``.
 
-        ``pred_probs_columns`` (a glob over column names) wins over ``pred_probs_column``.
+        ``pattern`` is a file, a folder (see ``io/layouts.py``) or a glob.
+        ``pred_probs_columns`` (a glob over column names, an ordered list ``a,b``
+        or a ``{class}`` template) wins over ``pred_probs_column``. ``class_names``
+        map labels given as names to indices and fill a ``{class}`` template.
         K is ``num_classes`` when given, else the fixed_size_list size, else the number of
         class columns, else the length of the first row's list. With zero rows and none
         of these, K is None: the caller decides.
         """
-        files = match_files(pattern)
+        files = input_files(pattern)
         with concurrent.futures.ThreadPoolExecutor(min(_FOOTER_THREADS, len(files))) as pool:
             footers = list(pool.map(_read_footer, files))
+        label_names = tuple(class_names) if class_names is not None else None
         if pred_probs_columns:
-            names = class_columns(pred_probs_columns, footers[0].schema.names)
-            columns = ParquetColumns(label_column, None, names, id_column)
+            column_names = footers[0].schema.names
+            names = listed_class_columns(pred_probs_columns, column_names, class_names) or class_columns(
+                pred_probs_columns, column_names)
+            columns = ParquetColumns(label_column, None, names, id_column, label_names)
         else:
-            columns = ParquetColumns(label_column, pred_probs_column or "pred_probs", None, id_column)
+            columns = ParquetColumns(label_column, pred_probs_column or "pred_probs", None, id_column, label_names)
         fixed_sizes, id_kinds = set(), set()
         for footer in footers:
             fixed_size, id_kind = _check_columns(footer, columns)
@@ -410,7 +416,8 @@ def record_batch_to_examples(
     no id column. Rows that cannot be shaped go to ``malformed``, in row order.
     """
     n = batch.num_rows
-    label_array = batch.column(columns.label)
+    raw_labels = batch.column(columns.label)
+    label_array, unknown_label = label_indices(raw_labels, columns.label_names)
     label_null = _row_mask(label_array)
     labels = (label_array.fill_null(0) if label_null is not None else label_array).to_numpy(zero_copy_only=False)
 
@@ -450,7 +457,9 @@ def record_batch_to_examples(
     malformed = []
     probs_column = None if columns.pred_probs_columns else batch.column(columns.pred_probs)
     for i in np.flatnonzero(~keep).tolist():
-        if label_null is not None and label_null[i]:
+        if unknown_label is not None and unknown_label[i]:
+            reason = f"label {raw_labels[i].as_py()!r} is not one of the class names"
+        elif label_null is not None and label_null[i]:
             reason = "label is null"
         elif not good[i]:
             reason = probs_problem(i)
@@ -463,7 +472,7 @@ def record_batch_to_examples(
         else:
             raw_probs = [batch.column(name)[i].as_py() for name in columns.pred_probs_columns]
         raw_id = ids[i] if columns.id is None else batch.column(columns.id)[i].as_py()
-        malformed.append(MalformedRow(raw_id, reason, label_array[i].as_py(), raw_probs))
+        malformed.append(MalformedRow(raw_id, reason, raw_labels[i].as_py(), raw_probs))
     # ``probs`` holds the rows in ``good``; keep those also in ``keep``.
     probs_keep = keep[good]
     return ExampleBatch(ids[keep], labels[keep], probs[probs_keep], tuple(malformed))
