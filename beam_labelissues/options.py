@@ -41,11 +41,11 @@ class LabelIssuesOptions:
       max_issues_per_worker: the most issues one worker ranks at once; more are
         ranked in score ranges on separate workers. Results never depend on it.
       hold_disagreeing_rows: keep the rows whose predicted class is not the given
-        label (about 20 bytes each) between passes, so the count and the ranking
-        need no further read of the data; None: whenever the settings allow it
-        (no ``adjust_pred_probs``, ``off_diagonal``). False reads the data again
-        instead, for inputs whose disagreeing rows would not fit a worker's memory
-        (on the local runner they are held in memory). Results never depend on it.
+        label (about 24 bytes each) between passes, so the count and the ranking
+        need one read of the data less; possible without ``adjust_pred_probs``
+        and with ``off_diagonal``. None: when the source says decoding it again
+        costs more than holding those rows (Parquet, Zarr). On the local runner
+        the held rows are in memory. Results never depend on it.
     """
 
     num_classes: int
@@ -59,13 +59,11 @@ class LabelIssuesOptions:
     max_issues_per_worker: int = 1 << 16
     hold_disagreeing_rows: Optional[bool] = None
 
-    @property
-    def holds_disagreeing_rows(self) -> bool:
+    def holds_disagreeing_rows(self, decoding_costs_more: bool = False) -> bool:
         """Whether the run keeps the disagreeing rows between passes (see the class docstring)."""
         allowed = not self.adjust_pred_probs and self.estimation_method == "off_diagonal"
-        if self.hold_disagreeing_rows and not allowed:
-            return False
-        return allowed if self.hold_disagreeing_rows is None else bool(self.hold_disagreeing_rows)
+        wanted = decoding_costs_more if self.hold_disagreeing_rows is None else self.hold_disagreeing_rows
+        return allowed and bool(wanted)
 
     def __post_init__(self):
         if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, (int, np.integer)) \

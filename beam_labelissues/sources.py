@@ -26,11 +26,15 @@ class ExampleSource(beam.PTransform):
     an extra stage per pass.
 
     ``id_type`` is the Arrow type of the ids the source yields and ``description``
-    says in a line what it reads (it goes into summary.json).
+    says in a line what it reads (it goes into summary.json). ``decoding_costs_more``
+    says that reading the data again costs more than holding the few rows the
+    model disagrees with (compressed, columnar formats): ``FindLabelIssues`` then
+    reads it one time less (see ``LabelIssuesOptions.hold_disagreeing_rows``).
     """
 
     id_type: pa.DataType = pa.int64()
     description: str = ""
+    decoding_costs_more: bool = False
 
     def __init__(self, reshuffle: bool = True):
         super().__init__()

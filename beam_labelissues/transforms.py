@@ -737,7 +737,7 @@ class FindLabelIssues(beam.PTransform):
             """The validated examples of another pass: the source read again, or the input."""
             return valid if self._source is None else self._validated(read(stage), stage, False)[0]
 
-        if options.holds_disagreeing_rows:
+        if options.holds_disagreeing_rows(getattr(self._source, "decoding_costs_more", False)):
             passes = self._count_from_held_rows(valid, examples_of, no_thresholds, no_counts, no_cut, id_dtype)
         else:
             passes = self._count_from_rereads(valid, examples_of, no_thresholds, no_counts, no_cut, id_dtype)

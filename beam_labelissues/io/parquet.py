@@ -567,6 +567,8 @@ class _ReadRowGroups(beam.DoFn):
 class ReadParquetExamples(ExampleSource):
     """Reads a ``ParquetDataset`` as ``ExampleBatch`` elements, row groups in parallel."""
 
+    decoding_costs_more = True
+
     def __init__(
         self,
         dataset: ParquetDataset,
