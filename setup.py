@@ -25,6 +25,7 @@ setup(
     long_description=read("README.md"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
+    license_files=["LICENSE"],
     python_requires=">=3.9",
     packages=find_packages(include=["beam_labelissues", "beam_labelissues.*"]),
     package_data={"beam_labelissues": ["demo_data/*"]},
@@ -50,6 +51,8 @@ setup(
             "pytest-xdist>=3",
         ],
         "gcp": ["apache-beam[gcp]>=2.60"],
+        # s3:// paths (boto3).
+        "aws": ["apache-beam[aws]>=2.60"],
         # benchmarks/run_benchmark.py: cleanlab to compare with, psutil to measure the process tree.
         "bench": ["cleanlab==2.9.0", "psutil>=5"],
     },
