@@ -77,7 +77,7 @@ def _whole_number(minimum: int) -> Callable[[str], int]:
 
     def parse(text: str) -> int:
         if not _WHOLE_NUMBER.fullmatch(text) or int(text) < minimum:
-            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected a whole number, at least {minimum}, got {text!r}")
         return int(text)
 
     parse.__name__ = f"whole number >= {minimum}"
@@ -540,6 +540,35 @@ def report_main(argv: Sequence[str]) -> int:
     return 0
 
 
+def _is_logging_default_handler(handler: logging.Handler) -> bool:
+    """The stderr handler ``logging`` gives the root logger when a message is logged
+    before anything configured logging (``logging.basicConfig()`` with no arguments)."""
+    formatter = handler.formatter
+    return (
+        type(handler) is logging.StreamHandler
+        and handler.stream is sys.stderr
+        and formatter is not None
+        and formatter._fmt == logging.BASIC_FORMAT
+    )
+
+
+def configure_logging(level: int) -> None:
+    """The command line's log lines on stderr, at ``level`` and above.
+
+    Importing Beam without apache-beam[gcp] logs a warning at once, which gives the root
+    logger logging's default handler first, and ``basicConfig`` then does nothing: the
+    command line's INFO lines never showed. That default handler is replaced; handlers
+    someone else installed (an application calling ``main``, pytest) are kept, and the
+    level applies to them.
+    """
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if _is_logging_default_handler(handler):
+            root.removeHandler(handler)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root.setLevel(level)
+
+
 class _DropWorkerTracebacksOfInputErrors(logging.Filter):
     """Beam's workers log the traceback of any failure before the runner re-raises it;
     for a bad input record the one-line message printed at the end says it all."""
@@ -560,14 +589,11 @@ def main(argv: Optional[Sequence[str]] = None, source_wrapper=None) -> int:
         return report_main(argv[1:])
     if argv[:1] == [FLINK_JOB_SERVER_COMMAND]:
         return flink.main(argv[1:], prog=f"{PROG} {FLINK_JOB_SERVER_COMMAND}")
-    args, beam_args = parse_args(argv)
-    # force: importing Beam may already have given the root logger a handler (without
-    # apache-beam[gcp] it warns at import), which would make basicConfig do nothing.
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
+    try:
+        args, beam_args = parse_args(argv)
+    except SystemExit as stop:  # argparse: a usage error (2), or --help / --version (0)
+        return stop.code if isinstance(stop.code, int) else 2
+    configure_logging(logging.WARNING if args.quiet else logging.INFO)
     if not args.quiet:
         logging.getLogger("apache_beam").setLevel(logging.WARNING)
     for handler in logging.getLogger().handlers:

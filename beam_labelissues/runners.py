@@ -38,6 +38,8 @@ _LOCAL_RUNNERS = ("fnapirunner", "directrunner", "switchingdirectrunner")
 def _runner_name(options: PipelineOptions) -> str:
     """The runner's class name in lower case, as Beam resolves ``--runner`` (``flink`` too)."""
     runner = options.view_as(StandardOptions).runner
+    if runner is None:
+        return ""
     name = (runner if isinstance(runner, str) else type(runner).__name__).rsplit(".", 1)[-1].lower()
     return name if name.endswith("runner") else name + "runner"
 
