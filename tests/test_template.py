@@ -318,7 +318,7 @@ def test_flex_template_launch_writes_the_job_and_exits_0(tmp_path):
     # Its pipeline, staged beside it: the label issues transforms and the writer of --output.
     pipeline = beam_runner_api_pb2.Pipeline.FromString((staging / "pipeline.pb").read_bytes())
     names = {t.unique_name for t in pipeline.components.transforms.values()}
-    for step in ("FindLabelIssues/ConfidentThresholds", "FindLabelIssues/CountIssues", "WriteLabelIssues/WriteSummary"):
+    for step in ("FindLabelIssues/ConfidentThresholds", "WriteLabelIssues/WriteLabelIssues", "WriteLabelIssues/WriteSummary"):
         assert any(n == step or n.startswith(step + "/") for n in names), step
     # --output untouched: the earlier run's summary.json is neither read nor removed.
     assert sorted(os.listdir(output)) == ["summary.json"]
