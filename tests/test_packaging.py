@@ -9,6 +9,7 @@ from this tree (its egg-info kept out of the tree), the wheel by pip from that s
 from __future__ import annotations
 
 import email
+import fnmatch
 import glob
 import importlib.metadata
 import importlib.util
@@ -30,15 +31,43 @@ from beam_labelissues._version import __version__
 SDIST_GENERATED = {"PKG-INFO", "setup.cfg"}
 
 
-def _tracked_files():
-    """The files git tracks or would (untracked but not ignored), or None outside a checkout."""
-    if shutil.which("git") is None or not os.path.exists(os.path.join(REPO_ROOT, ".git")):
-        return None
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO_ROOT, capture_output=True, text=True, check=True,
-    ).stdout.splitlines()
-    return {path for path in listed if os.path.isfile(os.path.join(REPO_ROOT, path))}
+def _ignored(path: str, is_dir: bool, patterns) -> bool:
+    """Whether .gitignore's patterns (this repository's kind: no negations) name ``path``."""
+    for pattern in patterns:
+        if pattern.endswith("/") and not is_dir:
+            continue
+        pattern = pattern.rstrip("/")
+        if "/" in pattern.lstrip("/"):
+            if fnmatch.fnmatch(path, pattern.lstrip("/")):
+                return True
+        elif fnmatch.fnmatch(os.path.basename(path), pattern):
+            return True
+    return False
+
+
+def _repository_files():
+    """The files git tracks or would (untracked but not ignored). Without git (.ci/run tests
+    a copy of the checkout without .git; an unpacked sdist), the files on disk less those
+    .gitignore names."""
+    if shutil.which("git") is not None and os.path.exists(os.path.join(REPO_ROOT, ".git")):
+        listed = subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+        ).stdout.splitlines()
+        return {path for path in listed if os.path.isfile(os.path.join(REPO_ROOT, path))}
+    with open(os.path.join(REPO_ROOT, ".gitignore"), encoding="utf-8") as handle:
+        patterns = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
+    files = set()
+    for folder, subfolders, names in os.walk(REPO_ROOT):
+        relative = os.path.relpath(folder, REPO_ROOT)
+        relative = "" if relative == "." else relative
+        subfolders[:] = [d for d in subfolders if not _ignored(os.path.join(relative, d), True, patterns)]
+        files.update(os.path.join(relative, n) for n in names if not _ignored(os.path.join(relative, n), False, patterns))
+    return files
+
+
+def _generated_by_sdist(path: str) -> bool:
+    return path in SDIST_GENERATED or path.startswith("beam_labelissues.egg-info/")
 
 
 def _can_build_wheels_offline() -> bool:
@@ -77,15 +106,13 @@ def test_sdist_holds_every_tracked_file_and_nothing_else(dists):
     top = f"beam-labelissues-{__version__}/"
     assert all(name.startswith(top) for name in names), names[:5]
     files = {name[len(top):] for name in names}
-    files = {f for f in files if f not in SDIST_GENERATED and not f.startswith("beam_labelissues.egg-info/")}
+    files = {f for f in files if not _generated_by_sdist(f)}
     for needed in ("LICENSE", "README.md", "setup.py", "pytest.ini", "tests/conftest.py",
                    "tests/data/label_errors/cifar10_test_set_pred_probs.npy", "templates/metadata.json",
                    "pipelines/find_label_issues.py", "beam_labelissues/demo_data/mnist_test_set_labels.npy"):
         assert needed in files, needed
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc")]
-    tracked = _tracked_files()
-    if tracked is None:
-        pytest.skip("not a git checkout: cannot list the tracked files")
+    tracked = {f for f in _repository_files() if not _generated_by_sdist(f)}
     assert files == tracked, {"missing from the sdist": sorted(tracked - files), "extra": sorted(files - tracked)}
 
 
