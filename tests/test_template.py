@@ -258,7 +258,9 @@ def test_image_pins_are_the_versions_the_tests_run_with():
     spec.loader.exec_module(pin_versions)
     for path, expected in pin_versions.expected_files().items():
         with open(path, encoding="utf-8") as handle:
-            assert handle.read() == expected, f"{path} is out of date: run python templates/pin_versions.py"
+            assert handle.read() == expected, (
+                f"{path} differs from the installed versions: install with -c templates/constraints.txt "
+                "(as .ci/run does), or after an upgrade re-pin with python templates/pin_versions.py")
     with open(pin_versions.CONSTRAINTS, encoding="utf-8") as handle:
         pins = dict(line.strip().split("==") for line in handle if line.strip() and not line.startswith("#"))
     import apache_beam
