@@ -25,6 +25,7 @@ setup(
     long_description=read("README.md"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
+    license_files=["LICENSE"],
     python_requires=">=3.9",
     packages=find_packages(include=["beam_labelissues", "beam_labelissues.*"]),
     package_data={"beam_labelissues": ["demo_data/*"]},
@@ -57,6 +58,8 @@ setup(
         # Zarr input (find_label_issues_batched, io/zarr_input.py); zarr 3 needs Python 3.11+.
         "zarr": ["zarr>=3"],
         "gcp": ["apache-beam[gcp]>=2.60"],
+        # s3:// paths (boto3).
+        "aws": ["apache-beam[aws]>=2.60"],
         # benchmarks/run_benchmark.py: cleanlab to compare with, psutil to measure the process tree,
         # matplotlib for report.html, which our CLI writes by default and the benchmark measures.
         "bench": ["cleanlab==2.9.0", "matplotlib>=3.6", "psutil>=5"],

@@ -5,6 +5,12 @@ One run flows down once: parse the options -> open the inputs (``io.inputs``) ->
 outputs back once (``report.ReportData``) -> write report.html and print the
 summary. With no input options it runs on the bundled MNIST demo data. Every
 Apache Beam pipeline option passes through (``--runner``, ``--direct_num_workers``, ...).
+
+When the run only submits or describes a job (``--template_location``, as the
+Dataflow Flex Template launcher passes, or ``--dry_run``), the CLI builds and
+submits the pipeline and exits 0 without touching the output directory: the job
+writes it later. ``--runner FlinkRunner`` without ``--flink_job_server_jar`` gets
+a job server jar from ``beam_labelissues.flink``.
 """
 
 from __future__ import annotations
@@ -13,17 +19,18 @@ import argparse
 import atexit
 import logging
 import os
+import re
 import sys
 import time
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, TestOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from beam_labelissues import demo, kernels
+from beam_labelissues import demo, flink, kernels, runners
+from beam_labelissues._version import __version__
 from beam_labelissues.io import inputs as input_files
-from beam_labelissues.io import outputs
+from beam_labelissues.io import locations, outputs
 from beam_labelissues.io.class_names import load_class_names
 from beam_labelissues.io.human_review import load_human_review, review_of_issues
 from beam_labelissues.options import ON_INVALID_CHOICES, LabelIssuesOptions, default
@@ -31,6 +38,7 @@ from beam_labelissues.transforms import FindLabelIssues
 from beam_labelissues.validation import LabelIssuesError, UsageError, error_inside
 
 PROG = "beam-labelissues"
+FLINK_JOB_SERVER_COMMAND = "flink-job-server"
 DEFAULT_OUTPUT = "label_issues_output"
 # The in-process runner: "DirectRunner" would first try to download the Prism runner.
 DEFAULT_RUNNER = "FnApiRunner"
@@ -48,13 +56,39 @@ _LOG = logging.getLogger("beam_labelissues")
 # --- the options -------------------------------------------------------------------
 
 
+# The exact spellings the command line takes for a switch's value and for numbers. The
+# Flex Template's regexes (templates/metadata.json) accept the same and nothing else.
+_WHOLE_NUMBER = re.compile(r"[0-9]+")
+_DECIMAL = re.compile(r"([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
+
+
 def _flag_value(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("true", "1", "yes"):
+    """``true`` or ``false`` in any letter case."""
+    value = text.lower()
+    if value == "true":
         return True
-    if value in ("false", "0", "no", ""):
+    if value == "false":
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type: decimal digits only, at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        if not _WHOLE_NUMBER.fullmatch(text) or int(text) < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number, at least {minimum}, got {text!r}")
+        return int(text)
+
+    parse.__name__ = f"whole number >= {minimum}"
+    return parse
+
+
+def _non_negative_decimal(text: str) -> float:
+    """An argparse type: a non-negative decimal number such as 0.001 or 1e-4."""
+    if not _DECIMAL.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"expected a non-negative number such as 1e-4, got {text!r}")
+    return float(text)
 
 
 def _add_flag(group, name: str, help_text: str) -> None:
@@ -67,13 +101,17 @@ def _add_flag(group, name: str, help_text: str) -> None:
 def build_arg_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
+        # Only whole option names: --labels (Dataflow's job labels) must reach Beam, not
+        # be taken for --labels_file.
+        allow_abbrev=False,
         description=(
             "Find label issues (examples whose given label is likely wrong) with confident "
             "learning, as cleanlab's find_label_issues_batched does, on any Beam runner. "
             "With no input options it runs on the bundled MNIST demo data. Any option not "
             "listed here is passed to Apache Beam as a pipeline option (for example --runner, "
-            "--direct_num_workers, --direct_running_mode, --temp_location); the default runner "
-            f"is {DEFAULT_RUNNER}, Beam's in-process runner."
+            "--direct_num_workers, --direct_running_mode, --temp_location, --labels); the default "
+            f"runner is {DEFAULT_RUNNER}, Beam's in-process runner. Option names must be given in "
+            "full (no abbreviations)."
         ),
         epilog=(
             "Outputs in --output: label_issues-*.parquet (rank, id, given_label, predicted_label, "
@@ -81,8 +119,21 @@ def build_arg_parser() -> argparse.ArgumentParser:
             "means the run finished), label_quality_scores-*.parquet with --write_scores, "
             "invalid_records-*.jsonl with --on_invalid skip, and report.html (plots, unless "
             "--no_report). Outputs of an earlier run in the same directory are removed first. "
-            f"'{PROG} report OUTDIR' rebuilds report.html from an earlier run."
+            "Runners: --runner FlinkRunner without --flink_job_server_jar uses the jar of "
+            f"'{PROG} {FLINK_JOB_SERVER_COMMAND}' (built with Maven once, then cached), with --flink_version "
+            f"{flink.FLINK_VERSION} and, unless you give --environment_type, the LOOPBACK "
+            "environment (workers run in this process; no Docker needed). With --template_location "
+            "(as the Dataflow Flex Template launcher passes) or --dry_run=True the job is only "
+            "written or translated: nothing runs here, --output is left alone and the exit code "
+            f"is 0. Subcommands: '{PROG} report OUTDIR' rebuilds report.html from an earlier "
+            f"run; '{PROG} {FLINK_JOB_SERVER_COMMAND}' prints the path of the Flink job server jar."
         ),
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"{PROG} {__version__} (apache-beam {flink.beam_version()})",
+        help="Print the version of this package and of Apache Beam, and exit.",
     )
     npy = parser.add_argument_group("input (.npy files, as cleanlab's labels_file / pred_probs_file)")
     npy.add_argument(
@@ -131,8 +182,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     )
     parquet.add_argument(
         "--num_classes",
-        type=int,
-        help="The number of classes K. Default: the number of columns of pred_probs (.npy), "
+        type=_whole_number(2),
+        help="The number of classes K, at least 2. Default: the number of columns of pred_probs (.npy), "
         "else the fixed_size_list size, the number of --pred_probs_columns, or the length of "
         "the first row's list in the first file (Parquet).",
     )
@@ -161,9 +212,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
     )
     settings.add_argument(
         "--tolerance",
-        type=float,
+        type=_non_negative_decimal,
         default=default("tolerance"),
-        help="Probabilities within this distance of [0, 1] are valid and used as given (real "
+        help="A non-negative number such as 1e-4: probabilities within this distance of [0, 1] "
+        "are valid and used as given (real "
         "predictions carry rounding such as 1.00001); further out, the record is invalid. "
         "confidence_weighted_entropy clips them into [0, 1]. Default: %(default)s.",
     )
@@ -179,7 +231,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--output",
         default=DEFAULT_OUTPUT,
-        help="Output directory (local, gs:// or s3://). Default: ./%(default)s.",
+        help="Output directory: local, gs:// (pip install 'beam-labelissues[gcp]') or s3:// "
+        "(pip install 'beam-labelissues[aws]'). Default: ./%(default)s.",
     )
     _add_flag(
         run,
@@ -189,15 +242,15 @@ def build_arg_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--batch_size",
-        type=int,
-        help="Rows per batch. Default: as many rows as fit in about "
+        type=_whole_number(1),
+        help="Rows per batch, at least 1. Default: as many rows as fit in about "
         "4 MiB of pred_probs. Results never depend on it.",
     )
     run.add_argument(
         "--max_issues_per_worker",
-        type=int,
+        type=_whole_number(1),
         default=default("max_issues_per_worker"),
-        help="The most issues one worker holds while ranking them (about 100 bytes each). "
+        help="The most issues one worker holds while ranking them (at least 1; about 100 bytes each). "
         "More issues are split into score ranges ranked on separate workers, one "
         "label_issues file per range; results never depend on it. Default: %(default)s.",
     )
@@ -227,6 +280,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
 def build_report_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=f"{PROG} report",
+        allow_abbrev=False,
         description="Rebuild report.html from the outputs of an earlier run.",
     )
     parser.add_argument("output_dir", help="The output directory of a finished run (holds summary.json).")
@@ -347,8 +401,11 @@ def build_pipeline(args: argparse.Namespace, beam_args: List[str], source_wrappe
 
     ``source_wrapper`` (a function of the source) lets a test driver wrap the reader.
     """
+    locations.check_output_location(args.output)
     inputs = open_inputs(args)
-    options = pipeline_options(beam_args + local_worker_args(beam_args, inputs.pred_probs_bytes))
+    options = pipeline_options(
+        beam_args + local_worker_args(beam_args, inputs.pred_probs_bytes) + runners.flink_args(beam_args)
+    )
     inputs.source.reshuffle = not runs_in_one_local_worker(options)
     try:
         class_names = inputs.class_names
@@ -363,28 +420,32 @@ def build_pipeline(args: argparse.Namespace, beam_args: List[str], source_wrappe
     return pipeline
 
 
-def run_pipeline(args: argparse.Namespace, beam_args: List[str], source_wrapper=None) -> bool:
-    """Runs the pipeline to completion; False for a dry run (nothing was run or submitted)."""
+def run_pipeline(args: argparse.Namespace, beam_args: List[str], source_wrapper=None) -> Optional[str]:
+    """Runs the pipeline to completion and returns None.
+
+    When the run only writes or translates the job (``runners.submits_only``), nothing runs here:
+    the output directory is neither touched nor waited for, and the return value says so.
+    """
     pipeline = build_pipeline(args, beam_args, source_wrapper)
-    dry_run = pipeline.options.view_as(TestOptions).dry_run
-    if not dry_run:
-        if not FileSystems.exists(args.output):
-            FileSystems.mkdirs(args.output)
+    note = runners.submits_only(pipeline.options, args.output)
+    if note is None:
+        locations.prepare_output_dir(args.output)
         outputs.remove_previous_outputs(args.output)
     started = time.monotonic()
     try:
-        pipeline.run().wait_until_finish()
+        with runners.local_worker_log_levels(pipeline.options):
+            result = pipeline.run()
+            if note is None:
+                result.wait_until_finish()
     except Exception as error:  # Beam wraps worker errors; surface ours plainly
         ours = error_inside(error)
         if ours is None:
             raise
         raise ours from error
-    if dry_run:
-        runner = pipeline.options.view_as(StandardOptions).runner
-        _LOG.warning("dry run: the pipeline was translated for %s; no job was run or submitted", runner)
-        return False
+    if note is not None:
+        return note
     _LOG.info("pipeline finished in %.1f s", time.monotonic() - started)
-    return True
+    return None
 
 
 # --- after the run -----------------------------------------------------------------
@@ -471,6 +532,35 @@ def report_main(argv: Sequence[str]) -> int:
     return 0
 
 
+def _is_logging_default_handler(handler: logging.Handler) -> bool:
+    """The stderr handler ``logging`` gives the root logger when a message is logged
+    before anything configured logging (``logging.basicConfig()`` with no arguments)."""
+    formatter = handler.formatter
+    return (
+        type(handler) is logging.StreamHandler
+        and handler.stream is sys.stderr
+        and formatter is not None
+        and formatter._fmt == logging.BASIC_FORMAT
+    )
+
+
+def configure_logging(level: int) -> None:
+    """The command line's log lines on stderr, at ``level`` and above.
+
+    Importing Beam without apache-beam[gcp] logs a warning at once, which gives the root
+    logger logging's default handler first, and ``basicConfig`` then does nothing: the
+    command line's INFO lines never showed. That default handler is replaced; handlers
+    someone else installed (an application calling ``main``, pytest) are kept, and the
+    level applies to them.
+    """
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if _is_logging_default_handler(handler):
+            root.removeHandler(handler)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root.setLevel(level)
+
+
 class _DropWorkerTracebacksOfInputErrors(logging.Filter):
     """Beam's workers log the traceback of any failure before the runner re-raises it;
     for a bad input record the one-line message printed at the end says it all."""
@@ -489,18 +579,21 @@ def main(argv: Optional[Sequence[str]] = None, source_wrapper=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["report"]:
         return report_main(argv[1:])
-    args, beam_args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    if argv[:1] == [FLINK_JOB_SERVER_COMMAND]:
+        return flink.main(argv[1:], prog=f"{PROG} {FLINK_JOB_SERVER_COMMAND}")
+    try:
+        args, beam_args = parse_args(argv)
+    except SystemExit as stop:  # argparse: a usage error (2), or --help / --version (0)
+        return stop.code if isinstance(stop.code, int) else 2
+    configure_logging(logging.WARNING if args.quiet else logging.INFO)
     if not args.quiet:
         logging.getLogger("apache_beam").setLevel(logging.WARNING)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_DropWorkerTracebacksOfInputErrors())
     try:
-        if not run_pipeline(args, beam_args, source_wrapper):
-            print("Dry run: the pipeline was built and translated; nothing was run.")
+        note = run_pipeline(args, beam_args, source_wrapper)
+        if note is not None:
+            print(note)
             return 0
         summary, top, report_path = report_outputs(args.output, not args.no_report)
         print_summary(args.output, summary, top, human_review_path(args), report_path)

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import glob
+import importlib.util
 import json
 import os
 
+import apache_beam as beam
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 from cleanlab.experimental.label_issues_batched import find_label_issues_batched
 
 from harness import run_cli, write_pickle_bomb
 
 from beam_labelissues import cli, demo
+from beam_labelissues._version import __version__
 from beam_labelissues.io.human_review import load_human_review, review_of_issues
 
 
@@ -41,10 +45,70 @@ def test_demo_runs_with_no_arguments(tmp_path):
 def test_help_explains_every_option():
     result = run_cli("--help")
     assert result.returncode == 0
-    for option in ["--labels_file", "--pred_probs_file", "--method", "--adjust_pred_probs", "--estimation_method",
-                   "--batch_size", "--output", "--write_scores", "--tolerance", "--on_invalid", "--class_names",
-                   "--runner", "self_confidence", "off_diagonal_calibrated"]:
-        assert option in result.stdout
+    for action in cli.build_arg_parser()._actions:
+        assert action.help and len(action.help) > 20, action.option_strings
+        for flag in action.option_strings:
+            assert flag in result.stdout, flag
+    for text in ["--runner", "self_confidence", "off_diagonal_calibrated", "no abbreviations", "--template_location",
+                 "FlinkRunner", "flink-job-server", "report OUTDIR"]:
+        assert text in " ".join(result.stdout.split()), text
+
+
+def test_version_prints_the_package_and_beam_versions():
+    result = run_cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"beam-labelissues {__version__} (apache-beam {beam.__version__})\n"
+
+
+def test_option_names_are_never_abbreviated_so_dataflow_labels_reach_beam():
+    # --labels is Dataflow's job labels option; argparse used to take it for --labels_file.
+    for argv in (["--labels", "team=ml"], ["--labels=team=ml"]):
+        args, beam_args = cli.parse_args(argv)
+        assert args.labels_file is None and beam_args == argv
+        assert PipelineOptions(beam_args).view_as(GoogleCloudOptions).labels == ["team=ml"]
+    # A prefix of one of our options is not that option.
+    result = run_cli("--metho", "normalized_margin")
+    assert result.returncode == 2 and "unrecognized arguments: --metho" in result.stderr
+
+
+def test_cli_log_lines_show_in_a_default_install(tmp_path):
+    """Without apache-beam[gcp] (a plain pip install), importing Beam warns at once and so
+    gives the root logger a handler before the CLI configures logging; the CLI's own INFO
+    lines must show all the same, and local worker processes must not fill stderr with
+    their start-up. The missing extra is reproduced by hiding google-apitools from every
+    process (a sitecustomize on PYTHONPATH, which the worker processes inherit)."""
+    hide = tmp_path / "without_gcp"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['apitools'] = None  # as if not installed\n")
+    pythonpath = os.pathsep.join(p for p in (str(hide), os.environ.get("PYTHONPATH", "")) if p)
+    result = run_cli("--output", str(tmp_path / "out"), "--no_report", "--runner=FnApiRunner",
+                     "--direct_num_workers=2", "--direct_running_mode=multi_processing",
+                     env={"PYTHONPATH": pythonpath})
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert "WARNING:root:apitools not found" in result.stderr  # the default install's import-time warning
+    assert any(" INFO beam_labelissues: reading " in line for line in lines), result.stderr
+    assert any(" INFO beam_labelissues: pipeline finished in " in line for line in lines), result.stderr
+    for noise in ("sdk_worker", "data_plane", "Pipeline_options", "semi_persistent_directory", "harness"):
+        assert noise not in result.stderr, noise
+    # Left: the import-time warning of each process and two start-up lines per worker.
+    assert len(lines) <= 12, result.stderr
+
+
+def test_unusable_output_location_is_one_line_error(tmp_path):
+    (tmp_path / "a_file").write_text("not a directory")
+    cases = {
+        "foo://bucket/out": "error: --output foo://bucket/out: no filesystem handles foo:// paths",
+        str(tmp_path / "a_file" / "out"): f"error: --output {tmp_path / 'a_file' / 'out'}: cannot use it: ",
+    }
+    if importlib.util.find_spec("boto3") is None:  # without the aws extra
+        cases["s3://bucket/out"] = "pip install 'beam-labelissues[aws]' adds s3://"
+    for output, message in cases.items():
+        result = run_cli("--output", output, "--no_report", "--runner=FnApiRunner")
+        assert result.returncode == 2, (output, result.stderr)
+        assert "Traceback" not in result.stderr, result.stderr
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and message in errors[0], (output, result.stderr)
 
 
 def _save(path, array, **kwargs):

@@ -13,7 +13,8 @@ a reference run on the in-process FnApiRunner:
 Datasets: the real MNIST test-set predictions bundled in beam_labelissues/demo_data,
 and a generated 200,000 x 10 dataset as .npy and as Parquet split into files in two
 different ways (same rows, same order) and shuffled over four files with an id column.
-Variants change the batch size, the worker count and Flink's parallelism.
+Variants change the batch size, the worker count and Flink's parallelism; one Flink run
+gives only ``--runner FlinkRunner`` and lets the CLI add the job server jar it caches.
 
 Failures: the test-only driver tests/fail_once.py runs the command line with a reader
 that fails on its first attempt in the first or the last pass over the data. Flink, with a restart strategy, must finish with the
@@ -22,7 +23,8 @@ must fail cleanly: non-zero exit, no summary.json, no label_issues file left.
 
 Datasets and reference runs are built once per test session, shared by the xdist
 workers through a lock. Flink tests carry the ``flink`` marker and are skipped only
-when Maven or Java is missing; the job server jar is fetched into a cache on first use.
+when Maven or Java is missing; the job server jar is fetched into a cache on first use
+(beam_labelissues.flink, the jar ``beam-labelissues flink-job-server`` prints).
 """
 
 from __future__ import annotations
@@ -323,7 +325,8 @@ LOCAL_CASES = [
     ("portable", "shuffled", []),
 ]
 FLINK_CASES = [
-    ("flink", "mnist", []),
+    # As a user starts it: the CLI adds the cached job server jar, --flink_version and LOOPBACK.
+    ("flink-defaults", "mnist", []),
     ("flink", "gen200k", []),
     ("flink", "parquet3", ["--parallelism", "3", "--batch_size", "6000"]),
 ]

@@ -65,7 +65,8 @@ def test_runinference_example_runs_and_matches_cleanlab(tmp_path):
 
 def test_ci_runs_the_readme_test_command():
     readme = _readme()
-    assert ".venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest" in readme
+    command = ".venv/bin/pip install -e '.[test]' -c templates/constraints.txt && .venv/bin/python -m pytest"
+    assert command in readme
     with open(os.path.join(REPO_ROOT, ".ci", "run"), encoding="utf-8") as handle:
         ci = handle.read()
-    assert "pip install -q -e '.[test]'" in ci and "python -m pytest" in ci
+    assert "pip install -q -e '.[test]' -c templates/constraints.txt" in ci and "python -m pytest" in ci
