@@ -156,7 +156,7 @@ def _merge_pairs(codes: np.ndarray, counts: np.ndarray, new_codes: np.ndarray,
 
 def _review_ids(review: Dict[int, dict], id_type: pa.DataType) -> pa.Array:
     ids = pa.array(sorted(review), pa.int64())
-    return ids if pa.types.is_integer(id_type) else pc.cast(ids, pa.string())
+    return pc.cast(ids, id_type if pa.types.is_integer(id_type) else pa.string()).cast(id_type)
 
 
 def _read_issues(output_dir: str, summary: outputs.Summary, bin_edges: Optional[Sequence[float]],
