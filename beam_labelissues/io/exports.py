@@ -26,6 +26,7 @@ import json
 from typing import Iterator, List, Optional, Sequence
 from xml.sax.saxutils import quoteattr
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
@@ -154,9 +155,16 @@ def _json_values(column: pa.Array) -> pa.Array:
     return pc.cast(column, pa.string())
 
 
+def _string_bytes(values: pa.Array) -> memoryview:
+    """The concatenated UTF-8 bytes of a string array without nulls, straight from its buffers."""
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int32)[values.offset: values.offset + len(values) + 1]
+    return memoryview(values.buffers()[2])[int(offsets[0]):int(offsets[-1])]
+
+
 def _task_lines(batch: pa.RecordBatch, summary: outputs.Summary, choices_json: pa.Array, obj: str,
-                model_version_json: str) -> List[str]:
-    """One batch of issues as Label Studio task objects (JSON text, one per issue)."""
+                model_version_json: str) -> pa.Array:
+    """One batch of issues as Label Studio task objects: JSON text, one per issue, each
+    after a ``,`` and a line break."""
     given = batch.column("given_label")
     predicted = batch.column("predicted_label")
     given_choice = pc.take(choices_json, given)
@@ -166,7 +174,7 @@ def _task_lines(batch: pa.RecordBatch, summary: outputs.Summary, choices_json: p
         shown = _json_strings(batch.column("uri"))
     else:
         shown = _json_strings(pc.cast(batch.column("id"), pa.string()))
-    pieces: list = ['{"data": {"', obj, '": ', shown]
+    pieces: list = [',\n{"data": {"', obj, '": ', shown]
     fields = [("example_id", "id"), ("rank", "rank"), ("given_label_index", "given_label"),
               ("predicted_label_index", "predicted_label"), ("label_quality", "label_quality"),
               ("given_label_prob", "given_label_prob"), ("predicted_label_prob", "predicted_label_prob")]
@@ -180,7 +188,7 @@ def _task_lines(batch: pa.RecordBatch, summary: outputs.Summary, choices_json: p
                _json_values(batch.column("predicted_label_prob")),
                f', "result": [{{"from_name": "{CHOICES_NAME}", "to_name": "{obj}", "type": "choices", '
                '"value": {"choices": [', predicted_choice, "]}}]}]}"]
-    return pc.binary_join_element_wise(*pieces, "").to_pylist()
+    return pc.binary_join_element_wise(*pieces, "")
 
 
 def write_labelstudio(output_dir: str, summary: outputs.Summary) -> List[str]:
@@ -196,9 +204,8 @@ def write_labelstudio(output_dir: str, summary: outputs.Summary) -> List[str]:
         for batch in _issue_batches(output_dir, summary):
             if batch.num_rows == 0:
                 continue
-            lines = _task_lines(batch, summary, choices_json, obj, model_version_json)
-            text = ("\n" if first else ",\n") + ",\n".join(lines)
-            handle.write(text.encode("utf-8"))
+            tasks = _string_bytes(_task_lines(batch, summary, choices_json, obj, model_version_json))
+            handle.write(tasks[1:] if first else tasks)  # the first task follows "[" without a comma
             first = False
         handle.write(b"]\n" if first else b"\n]\n")
 
