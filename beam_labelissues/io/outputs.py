@@ -43,6 +43,9 @@ CSV_EXPORT_FILE = "label_issues.csv"
 LABELSTUDIO_EXPORT_FILE = "label_issues_labelstudio.json"
 LABELSTUDIO_CONFIG_FILE = "label_issues_labelstudio_config.xml"
 EXPORT_FILES = (CSV_EXPORT_FILE, LABELSTUDIO_EXPORT_FILE, LABELSTUDIO_CONFIG_FILE)
+# Summary fields that say how a run was made (version, settings, when, how long): they
+# differ between runs of the same data, so comparisons of results leave them out.
+RUN_RECORD_FIELDS = ("tool_version", "options", "started_at", "run_seconds")
 # Rows per Parquet row group when writing the issues.
 _ISSUES_ROW_GROUP = 1 << 20
 _LOG = logging.getLogger(__name__)
