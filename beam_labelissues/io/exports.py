@@ -161,8 +161,7 @@ def _string_bytes(values: pa.Array) -> memoryview:
     return memoryview(values.buffers()[2])[int(offsets[0]):int(offsets[-1])]
 
 
-def _task_lines(batch: pa.RecordBatch, summary: outputs.Summary, choices_json: pa.Array, obj: str,
-                model_version_json: str) -> pa.Array:
+def _task_lines(batch: pa.RecordBatch, choices_json: pa.Array, obj: str, model_version_json: str) -> pa.Array:
     """One batch of issues as Label Studio task objects: JSON text, one per issue, each
     after a ``,`` and a line break."""
     given = batch.column("given_label")
@@ -204,7 +203,7 @@ def write_labelstudio(output_dir: str, summary: outputs.Summary) -> List[str]:
         for batch in _issue_batches(output_dir, summary):
             if batch.num_rows == 0:
                 continue
-            tasks = _string_bytes(_task_lines(batch, summary, choices_json, obj, model_version_json))
+            tasks = _string_bytes(_task_lines(batch, choices_json, obj, model_version_json))
             handle.write(tasks[1:] if first else tasks)  # the first task follows "[" without a comma
             first = False
         handle.write(b"]\n" if first else b"\n]\n")

@@ -118,15 +118,13 @@ class ReportData:
             names = [str(n) for n in names]
             if len(names) != k:
                 raise ValueError(f"{len(names)} class names given for {k} classes")
-        review_name = None
+        review_name = "human review"
         if isinstance(human_review, str):
             review_name = human_review.rstrip("/").rsplit("/", 1)[-1]
             human_review = load_human_review(human_review)
         edges = (summary.score_histogram or {}).get("bin_edges") or None
         shown = _read_shown(output_dir, summary)
-        issues, review = _read_issues(output_dir, summary, edges, shown, human_review)
-        if review is not None:
-            review.name = review_name or "human review"
+        issues, review = _read_issues(output_dir, summary, edges, shown, human_review, review_name)
         images = thumbnails.thumbnails(shown.column("uri").to_pylist()) if "uri" in shown.schema.names else {}
         return cls(output_dir, summary, issues, names, review, images)
 
@@ -160,7 +158,7 @@ def _review_ids(review: Dict[int, dict], id_type: pa.DataType) -> pa.Array:
 
 
 def _read_issues(output_dir: str, summary: outputs.Summary, bin_edges: Optional[Sequence[float]],
-                 shown: pa.Table, review: Optional[Dict[int, dict]]):
+                 shown: pa.Table, review: Optional[Dict[int, dict]], review_name: str):
     """Streams the issues files once: pair counts, score range, score histogram, reviewed ranks."""
     num_classes = int(summary.num_classes)
     columns = list(_AGGREGATE_COLUMNS) + (["rank", "id"] if review is not None else [])
@@ -205,7 +203,7 @@ def _read_issues(output_dir: str, summary: outputs.Summary, bin_edges: Optional[
         ids = [i for part in reviewed_ids for i in part]
         votes = {i: review[int(i)] for i in ids}
         human = HumanReview(
-            name="",
+            name=review_name,
             ranks=np.concatenate(reviewed_ranks) if reviewed_ranks else np.zeros(0, np.int64),
             not_upheld=np.array([votes[i]["given"] < 3 for i in ids], dtype=bool),
             votes=votes,
