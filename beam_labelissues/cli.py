@@ -13,6 +13,7 @@ import argparse
 import atexit
 import logging
 import os
+import re
 import sys
 import time
 from typing import List, Optional, Sequence, Tuple
@@ -225,16 +226,31 @@ def build_arg_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_review_workflow_options(parser: argparse.ArgumentParser) -> None:
-    """Options for the people who fix the labels: links, exports, and a gate for schedulers."""
+# A share written as a plain decimal number in [0, 1] ("0.05", ".5", "1"): no sign,
+# exponent, inf or nan, so a scheduler's template can check it with a regular expression.
+_SHARE = re.compile(r"0+(\.[0-9]*)?|0*\.[0-9]+|0*1(\.0*)?")
+
+
+def _share(text: str) -> float:
+    if not _SHARE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1 such as 0.05, got {text!r}")
+    return float(text)
+
+
+def _add_review_workflow_options(parser: argparse.ArgumentParser, after_the_run: bool = False) -> None:
+    """Options for the people who fix the labels: links, exports, and a gate for schedulers.
+
+    ``after_the_run``: for the ``report`` subcommand, which has no pipeline to build.
+    """
     review = parser.add_argument_group("review workflow")
-    review.add_argument(
-        "--example_uri_template",
-        help="Where each example lives, with {id} where its id goes, such as "
-        "'gs://bucket/images/{id}.jpg' or 'https://data.example.com/items/{id}' (only {id}; {{ and }} "
-        "for literal braces). Adds a uri column to label_issues (and label_quality_scores); the "
-        "report links each id to it and shows thumbnails of local image files.",
-    )
+    if not after_the_run:
+        review.add_argument(
+            "--example_uri_template",
+            help="Where each example lives, with {id} where its id goes, such as "
+            "'gs://bucket/images/{id}.jpg' or 'https://data.example.com/items/{id}' (only {id}; {{ and }} "
+            "for literal braces). Adds a uri column to label_issues (and label_quality_scores); the "
+            "report links each id to it and shows thumbnails of local image files.",
+        )
     review.add_argument(
         "--export",
         action="append",
@@ -246,7 +262,7 @@ def _add_review_workflow_options(parser: argparse.ArgumentParser) -> None:
     )
     review.add_argument(
         "--max_issue_rate",
-        type=float,
+        type=_share,
         metavar="R",
         help="After writing everything, exit with code "
         f"{EXIT_ISSUE_RATE_EXCEEDED} when label issues are more than this share of the examples "
@@ -259,19 +275,19 @@ def _check_review_workflow_options(parser: argparse.ArgumentParser, args: argpar
         args.export = exports.parse_export_formats(args.export)
     except ValueError as error:
         parser.error(str(error))
-    rate = args.max_issue_rate
-    if rate is not None and not (0 <= rate <= 1):
-        parser.error(f"--max_issue_rate must be a share between 0 and 1, got {rate}")
 
 
 def build_report_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=f"{PROG} report",
-        description="Rebuild report.html from the outputs of an earlier run.",
+        description="Rebuild report.html from the outputs of an earlier run; with --export and "
+        "--max_issue_rate, also export the issues and gate on their share (for a job that was "
+        "launched without waiting for it, such as a Flex Template launch).",
     )
     parser.add_argument("output_dir", help="The output directory of a finished run (holds summary.json).")
     parser.add_argument("--class_names", help="Class names file (one per line or a JSON list).")
     parser.add_argument("--human_review", help="A *_mturk.json human review to compare the issues with.")
+    _add_review_workflow_options(parser, after_the_run=True)
     return parser
 
 
@@ -532,16 +548,21 @@ def issue_rate_exceeded(summary: outputs.Summary, max_issue_rate: Optional[float
 
 
 def report_main(argv: Sequence[str]) -> int:
-    args = build_report_parser().parse_args(argv)
+    parser = build_report_parser()
+    args = parser.parse_args(argv)
+    _check_review_workflow_options(parser, args)
     try:
         names = None if args.class_names is None else load_class_names(args.class_names)
-        _, _, path = report_outputs(args.output_dir, True, names, args.human_review)
+        write_exports(args.output_dir, args.export)
+        summary, _, path = report_outputs(args.output_dir, True, names, args.human_review)
     except (LabelIssuesError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if path is None:
         return 1
     print(path)
+    if issue_rate_exceeded(summary, args.max_issue_rate):
+        return EXIT_ISSUE_RATE_EXCEEDED
     return 0
 
 

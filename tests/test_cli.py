@@ -194,8 +194,10 @@ def test_issue_rate_at_or_below_the_limit_exits_0(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--export", "coco"], "unknown format 'coco'"),
-    (["--max_issue_rate", "5"], "--max_issue_rate must be a share between 0 and 1, got 5.0"),
+    (["--max_issue_rate", "5"], "expected a share between 0 and 1 such as 0.05, got '5'"),
     (["--max_issue_rate", "-0.1"], "between 0 and 1"),
+    (["--max_issue_rate", "1e-2"], "between 0 and 1"),
+    (["--max_issue_rate", "nan"], "between 0 and 1"),
 ])
 def test_review_workflow_usage_errors_exit_2(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -226,10 +228,25 @@ def test_uri_template_with_literal_braces():
     assert format_uri("s3://b/{{raw}}/{id}.png", 7) == "s3://b/{raw}/7.png"
 
 
-def test_report_subcommand_takes_a_human_review(tmp_path):
+@pytest.mark.parametrize("text, share", [("0", 0.0), ("00", 0.0), ("0.05", 0.05), (".5", 0.5), ("1", 1.0),
+                                          ("1.000", 1.0), ("0.", 0.0)])
+def test_max_issue_rate_takes_plain_decimal_shares(text, share):
+    assert cli.parse_args(["--max_issue_rate", text])[0].max_issue_rate == share
+
+
+def test_report_subcommand_takes_a_human_review_exports_and_gates(tmp_path, capsys):
+    """After a run that did not wait (a template launch, say): report, export and gate in one step."""
     out_dir = tmp_path / "out"
     assert cli.main(["--output", str(out_dir), "--runner=FnApiRunner", "--no_report", "--quiet"]) == 0
     assert not (out_dir / "report.html").exists()
     assert cli.main(["report", str(out_dir), "--human_review", demo.DEMO_HUMAN_REVIEW]) == 0
     page = (out_dir / "report.html").read_text()
     assert "mnist_mturk.json: 15 of the 15 flagged examples were reviewed" in page
+    capsys.readouterr()
+    code = cli.main(["report", str(out_dir), "--export", "csv", "--max_issue_rate", "0.001"])
+    assert code == cli.EXIT_ISSUE_RATE_EXCEEDED
+    assert "more than --max_issue_rate 0.10%: exit code 4." in capsys.readouterr().err
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["export_files"] == ["label_issues.csv"] and (out_dir / "label_issues.csv").is_file()
+    assert "label_issues.csv" in (out_dir / "report.html").read_text()
+    assert cli.main(["report", str(out_dir), "--max_issue_rate", "0.01"]) == 0
