@@ -38,14 +38,15 @@ setup(
     ],
     extras_require={
         # cleanlab is the test oracle only; it is never imported at run time.
-        # report.html runs where the pipeline is launched, never on workers.
-        "report": ["matplotlib>=3.6"],
+        # report.html needs nothing beyond the package (inline SVG, inline script); the
+        # extra stays for the commands that name it. With Pillow installed, thumbnails of
+        # local images are scaled down (without it, small image files are embedded as is).
+        "report": [],
         # apache-beam[gcp] lets tests/test_template.py translate the pipeline for
         # DataflowRunner offline (about 40 s to install from PyPI).
         "test": [
             "apache-beam[gcp]>=2.60",
             "cleanlab==2.9.0",
-            "matplotlib>=3.6",
             # tests/test_parquet_layouts.py writes Parquet as pandas does.
             "pandas>=1.5",
             "pillow>=9",
@@ -61,7 +62,7 @@ setup(
         # s3:// paths (boto3).
         "aws": ["apache-beam[aws]>=2.60"],
         # benchmarks/run_benchmark.py: cleanlab to compare with, psutil to measure the process tree,
-        # matplotlib for report.html, which our CLI writes by default and the benchmark measures.
-        "bench": ["cleanlab==2.9.0", "matplotlib>=3.6", "psutil>=5"],
+        # (report.html, which our CLI writes by default and the benchmark measures, needs nothing more.)
+        "bench": ["cleanlab==2.9.0", "psutil>=5"],
     },
 )

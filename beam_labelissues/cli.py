@@ -29,6 +29,7 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 
 from beam_labelissues import demo, flink, kernels, runners
 from beam_labelissues._version import __version__
+from beam_labelissues.io import exports
 from beam_labelissues.io import inputs as input_files
 from beam_labelissues.io import locations, outputs
 from beam_labelissues.io.class_names import load_class_names
@@ -50,6 +51,12 @@ _LOCAL_WORKER_OPTIONS = ("--runner", "--direct_num_workers", "--direct_running_m
 # Beam passes them on to the job server.
 _JOB_SERVER_OPTIONS = {"flink_conf_dir"}
 _PRINTED_ISSUES = 10
+
+# --- exit codes of the review workflow ---------------------------------------------------
+# The run finished and wrote everything, but label issues are a larger share of the
+# examples than --max_issue_rate allows: a scheduler (an Airflow task, say) can stop the
+# training run that would follow.
+EXIT_ISSUE_RATE_EXCEEDED = 4
 _LOG = logging.getLogger("beam_labelissues")
 
 
@@ -258,7 +265,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
         "--human_review",
         help="A *_mturk.json human review of flagged examples (id = row index): the summary then "
         "says how many flagged examples the reviewers did not uphold. Default: the bundled MNIST "
-        "review when running on the demo data.",
+        "review when running on the demo data. The report then shows how the reviewers judged the "
+        "issues by rank, and each reviewed issue's votes.",
     )
     run.add_argument(
         "--class_names",
@@ -270,21 +278,77 @@ def build_arg_parser() -> argparse.ArgumentParser:
     _add_flag(
         run,
         "--no_report",
-        "Do not write report.html (an HTML summary with plots; needs matplotlib, "
-        "pip install 'beam-labelissues[report]').",
+        "Do not write report.html (a self-contained HTML page: figures, and the most severe "
+        "issues to sort and filter).",
     )
     _add_flag(run, "--quiet", "Print only warnings and the final summary.")
+    _add_review_workflow_options(parser)
     return parser
+
+
+# A share written as a plain decimal number in [0, 1] ("0.05", ".5", "1"): no sign,
+# exponent, inf or nan, so a scheduler's template can check it with a regular expression.
+_SHARE = re.compile(r"0+(\.[0-9]*)?|0*\.[0-9]+|0*1(\.0*)?")
+
+
+def _share(text: str) -> float:
+    if not _SHARE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1 such as 0.05, got {text!r}")
+    return float(text)
+
+
+def _add_review_workflow_options(parser: argparse.ArgumentParser, after_the_run: bool = False) -> None:
+    """Options for the people who fix the labels: links, exports, and a gate for schedulers.
+
+    ``after_the_run``: for the ``report`` subcommand, which has no pipeline to build.
+    """
+    review = parser.add_argument_group("review workflow")
+    if not after_the_run:
+        review.add_argument(
+            "--example_uri_template",
+            help="Where each example lives, with {id} where its id goes, such as "
+            "'gs://bucket/images/{id}.jpg' or 'https://data.example.com/items/{id}' (only {id}; {{ and }} "
+            "for literal braces). Adds a uri column to label_issues (and label_quality_scores); the "
+            "report links each id to it and shows thumbnails of local image files.",
+        )
+    review.add_argument(
+        "--export",
+        action="append",
+        metavar="labelstudio|csv",
+        help="Also write the issues for a relabelling round: labelstudio = "
+        f"{outputs.LABELSTUDIO_EXPORT_FILE} (Label Studio tasks, the predicted label as a "
+        f"pre-annotation) and {outputs.LABELSTUDIO_CONFIG_FILE} (the labeling config to paste into "
+        f"the project); csv = {outputs.CSV_EXPORT_FILE}. Repeat it or separate with commas.",
+    )
+    review.add_argument(
+        "--max_issue_rate",
+        type=_share,
+        metavar="R",
+        help="After writing everything, exit with code "
+        f"{EXIT_ISSUE_RATE_EXCEEDED} when label issues are more than this share of the examples "
+        "(0.05 = 5%%), so a scheduler can hold back a training run on such data.",
+    )
+
+
+def _check_review_workflow_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    try:
+        args.export = exports.parse_export_formats(args.export)
+    except ValueError as error:
+        parser.error(str(error))
 
 
 def build_report_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=f"{PROG} report",
         allow_abbrev=False,
-        description="Rebuild report.html from the outputs of an earlier run.",
+        description="Rebuild report.html from the outputs of an earlier run; with --export and "
+        "--max_issue_rate, also export the issues and gate on their share (for a job that was "
+        "launched without waiting for it, such as a Flex Template launch).",
     )
     parser.add_argument("output_dir", help="The output directory of a finished run (holds summary.json).")
     parser.add_argument("--class_names", help="Class names file (one per line or a JSON list).")
+    parser.add_argument("--human_review", help="A *_mturk.json human review to compare the issues with.")
+    _add_review_workflow_options(parser, after_the_run=True)
     return parser
 
 
@@ -295,6 +359,7 @@ def parse_args(argv: Sequence[str]) -> Tuple[argparse.Namespace, List[str]]:
     unknown = [a for a in beam_args if a.startswith("--") and not _is_beam_option(a)]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    _check_review_workflow_options(parser, args)
     return args, beam_args
 
 
@@ -393,7 +458,20 @@ def label_issues_options(args: argparse.Namespace, num_classes: int) -> LabelIss
         on_invalid=args.on_invalid,
         with_scores=args.write_scores,
         max_issues_per_worker=args.max_issues_per_worker,
+        example_uri_template=args.example_uri_template,
     )
+
+
+def run_options(args: argparse.Namespace, options: PipelineOptions) -> dict:
+    """The command line's settings that summary.json records beside the transform's options."""
+    recorded = {"runner": options.view_as(StandardOptions).runner}
+    for name in ("labels_file", "pred_probs_file", "input", "label_column", "pred_probs_column",
+                 "pred_probs_columns", "id_column", "num_classes", "batch_size", "class_names",
+                 "human_review", "export", "max_issue_rate", "no_report"):
+        value = getattr(args, name, None)
+        if value is not None and value != []:
+            recorded[name] = value
+    return recorded
 
 
 def build_pipeline(args: argparse.Namespace, beam_args: List[str], source_wrapper=None) -> beam.Pipeline:
@@ -416,7 +494,7 @@ def build_pipeline(args: argparse.Namespace, beam_args: List[str], source_wrappe
     _LOG.info("reading %s", inputs.description)
     pipeline = beam.Pipeline(options=options)
     result = pipeline | "FindLabelIssues" >> FindLabelIssues(settings, source=source, class_names=class_names)
-    result | "WriteLabelIssues" >> outputs.WriteLabelIssues(args.output)
+    result | "WriteLabelIssues" >> outputs.WriteLabelIssues(args.output, run_options=run_options(args, options))
     return pipeline
 
 
@@ -501,34 +579,59 @@ def print_summary(
         print(f"  {report_path}", file=out)
 
 
-def report_outputs(output_dir: str, with_report: bool, class_names=None):
-    """Reads the finished run's outputs once; writes report.html when asked and possible.
+def report_outputs(output_dir: str, with_report: bool, class_names=None, human_review: Optional[str] = None):
+    """Reads the finished run's outputs once; writes report.html when asked.
 
     Returns (summary, the most severe issues, report.html's path or None).
     """
-    from beam_labelissues import report
-
-    if with_report and not report.have_matplotlib():
-        _LOG.warning("matplotlib is not installed: no report.html (pip install 'beam-labelissues[report]')")
-        with_report = False
     if not with_report:
         summary = outputs.read_summary(output_dir)
         return summary, outputs.read_top_issues(output_dir, summary, _PRINTED_ISSUES), None
-    data = report.ReportData.read(output_dir, class_names)
+    from beam_labelissues import report
+
+    data = report.ReportData.read(output_dir, class_names, human_review)
     return data.summary, data.issues.top_rows, report.write_report_page(data)
 
 
+def write_exports(output_dir: str, formats: Sequence[str]) -> None:
+    """Writes the --export files after the run and lists them in summary.json."""
+    if formats:
+        summary = exports.write_exports(output_dir, outputs.read_summary(output_dir), formats)
+        _LOG.info("exported the issues: %s", ", ".join(summary.export_files))
+
+
+def issue_rate_exceeded(summary: outputs.Summary, max_issue_rate: Optional[float], out=None) -> bool:
+    """True, after saying so on ``out`` (stderr), when issues exceed --max_issue_rate of the examples."""
+    if max_issue_rate is None or not summary.num_examples:
+        return False
+    rate = summary.num_label_issues / summary.num_examples
+    if rate <= max_issue_rate:
+        return False
+    print(
+        f"Label issues are {rate:.2%} of the examples ({summary.num_label_issues:,} of "
+        f"{summary.num_examples:,}), more than --max_issue_rate {max_issue_rate:.2%}: "
+        f"exit code {EXIT_ISSUE_RATE_EXCEEDED}.",
+        file=out or sys.stderr,
+    )
+    return True
+
+
 def report_main(argv: Sequence[str]) -> int:
-    args = build_report_parser().parse_args(argv)
+    parser = build_report_parser()
+    args = parser.parse_args(argv)
+    _check_review_workflow_options(parser, args)
     try:
         names = None if args.class_names is None else load_class_names(args.class_names)
-        _, _, path = report_outputs(args.output_dir, True, names)
+        write_exports(args.output_dir, args.export)
+        summary, _, path = report_outputs(args.output_dir, True, names, args.human_review)
     except (LabelIssuesError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if path is None:
         return 1
     print(path)
+    if issue_rate_exceeded(summary, args.max_issue_rate):
+        return EXIT_ISSUE_RATE_EXCEEDED
     return 0
 
 
@@ -595,13 +698,17 @@ def main(argv: Optional[Sequence[str]] = None, source_wrapper=None) -> int:
         if note is not None:
             print(note)
             return 0
-        summary, top, report_path = report_outputs(args.output, not args.no_report)
-        print_summary(args.output, summary, top, human_review_path(args), report_path)
+        write_exports(args.output, args.export)
+        review_path = human_review_path(args)
+        summary, top, report_path = report_outputs(args.output, not args.no_report, human_review=review_path)
+        print_summary(args.output, summary, top, review_path, report_path)
     except LabelIssuesError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if summary.num_examples == 0:
         _LOG.warning("the input has no valid examples: wrote an empty label_issues file")
+    if issue_rate_exceeded(summary, args.max_issue_rate):
+        return EXIT_ISSUE_RATE_EXCEEDED
     return 0
 
 

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from beam_labelissues import kernels, sampling
+from beam_labelissues import example_uris, kernels, sampling
 
 ON_INVALID_CHOICES = ("fail", "skip")
 
@@ -46,6 +46,10 @@ class LabelIssuesOptions:
         and with ``off_diagonal``. None: when the source says decoding it again
         costs more than holding those rows (Parquet, Zarr). On the local runner
         the held rows are in memory. Results never depend on it.
+      example_uri_template: where each example lives, as a string with ``{id}``
+        where the id goes (``gs://bucket/images/{id}.jpg``); ``WriteLabelIssues``
+        then adds a ``uri`` column to the label_issues and label_quality_scores
+        files, and the report links each issue to it. Only ``{id}`` is allowed.
     """
 
     num_classes: int
@@ -58,6 +62,7 @@ class LabelIssuesOptions:
     with_scores: bool = False
     max_issues_per_worker: int = 1 << 16
     hold_disagreeing_rows: Optional[bool] = None
+    example_uri_template: Optional[str] = None
 
     def holds_disagreeing_rows(self, decoding_costs_more: bool = False) -> bool:
         """Whether the run keeps the disagreeing rows between passes (see the class docstring)."""
@@ -91,6 +96,7 @@ class LabelIssuesOptions:
         sampling.check_fraction(self.threshold_sample_fraction)
         if isinstance(self.max_issues_per_worker, bool) or int(self.max_issues_per_worker) < 1:
             raise ValueError(f"max_issues_per_worker must be >= 1, got {self.max_issues_per_worker!r}")
+        example_uris.check_uri_template(self.example_uri_template)
 
 
 def default(name: str) -> Any:

@@ -97,3 +97,22 @@ def label_quality_scores_table(
     return pa.Table.from_arrays(
         columns, schema=label_quality_scores_schema(id_type, class_names is not None)
     )
+
+
+# --- where each example lives (``example_uri_template``) ---------------------------------
+
+URI_COLUMN = "uri"
+
+
+def with_uri_field(schema: pa.Schema) -> pa.Schema:
+    """A table schema with the ``uri`` column (string) appended."""
+    return schema.append(pa.field(URI_COLUMN, pa.string()))
+
+
+def add_uri_column(table: pa.Table, template: Optional[str]) -> pa.Table:
+    """``table`` with a ``uri`` column built from its ``id`` column, or unchanged without a template."""
+    if template is None:
+        return table
+    from beam_labelissues.example_uris import uri_array
+
+    return table.append_column(pa.field(URI_COLUMN, pa.string()), uri_array(table.column("id"), template))

@@ -241,7 +241,7 @@ def read_ours(run, measured, expect_report):
                            f"the label_issues files hold {len(ids)}")
     report_written = os.path.exists(outputs.output_path(run.out_dir, outputs.REPORT_FILE))
     if expect_report and not report_written:
-        raise RuntimeError(f"no {outputs.REPORT_FILE} written (is matplotlib installed?)")
+        raise RuntimeError(f"no {outputs.REPORT_FILE} written")
     details = {
         "summary": {"num_examples": summary.num_examples,
                     "num_label_issues": summary.num_label_issues,

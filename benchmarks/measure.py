@@ -153,7 +153,7 @@ def machine_info():
             "platform": platform.platform(), "python": platform.python_version(),
             "numpy": np.__version__}
     for dist, key in (("apache-beam", "beam"), ("cleanlab", "cleanlab"), ("pyarrow", "pyarrow"),
-                      ("psutil", "psutil"), ("matplotlib", "matplotlib")):
+                      ("psutil", "psutil")):
         try:
             info[key] = metadata.version(dist)
         except metadata.PackageNotFoundError:

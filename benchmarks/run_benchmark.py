@@ -115,13 +115,10 @@ def main(argv=None):
                "datasets": {}}
     m = results["machine"]
     print(f"machine: {m['nproc']} CPUs, {m['memory_gib']} GiB, python {m['python']}, "
-          f"numpy {m['numpy']}, beam {m['beam']}, cleanlab {m['cleanlab']}, matplotlib {m['matplotlib']}")
+          f"numpy {m['numpy']}, beam {m['beam']}, cleanlab {m['cleanlab']}")
     if "ours" in args.selected:
         print("ours: python -m beam_labelissues from " + REPO
               + (" with --no_report" if args.no_report else ", writing report.html as the README's command does"))
-        if settings.report and m["matplotlib"] == "not installed":
-            print("note: matplotlib is not installed: our runs will fail for want of report.html "
-                  "(pip install -e '.[bench]', or pass --no_report)")
 
     if not args.skip_startup:
         results["startup"] = run_startup(args, settings, env)

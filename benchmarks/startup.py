@@ -27,7 +27,7 @@ IMPORTS = (
     ("import apache_beam", "import apache_beam"),
     ("import beam_labelissues", "import beam_labelissues"),
     ("import beam_labelissues.cli", "import beam_labelissues.cli"),
-    ("import matplotlib.figure (report)", "import matplotlib.figure"),
+    ("import beam_labelissues.report", "import beam_labelissues.report"),
 )
 CLI_MODULE = "beam_labelissues.cli"
 _TIMED = ("import os, sys, time\n"

@@ -71,6 +71,25 @@ def screenshot(chromium: str, html_path: str | os.PathLike, png_path: str | os.P
         raise RuntimeError(f"chromium wrote no screenshot (exit {result.returncode}): {result.stderr[-2000:]}")
 
 
+def dump_dom_after(chromium: str, html_path: str | os.PathLike, script: str = "", query: str = "") -> str:
+    """The DOM Chromium holds after the page's own scripts and then ``script`` ran.
+
+    ``script`` (JavaScript, may be empty) is appended to a copy of the page just before
+    ``</body>``, so it runs after the page's scripts; ``query`` ("?sort=id") is added to
+    the page's URL.
+    """
+    page = Path(html_path).read_text(encoding="utf-8")
+    if script:
+        page = page.replace("</body>", f"<script>{script}</script></body>", 1)
+    with tempfile.TemporaryDirectory(prefix="report-probe-") as tmp:
+        probe_path = Path(tmp) / "probe.html"
+        probe_path.write_text(page, encoding="utf-8")
+        result = _run_chromium(chromium, ["--dump-dom", "--virtual-time-budget=5000", probe_path.as_uri() + query])
+    if "</html>" not in result.stdout:
+        raise RuntimeError(f"chromium dumped no DOM (exit {result.returncode}): {result.stderr[-2000:]}")
+    return result.stdout
+
+
 def count_loaded_images(chromium: str, html_path: str | os.PathLike) -> tuple[int, int]:
     """(images that loaded, <img> elements) as seen by Chromium after the load event."""
     page = Path(html_path).read_text(encoding="utf-8")

@@ -52,11 +52,17 @@ def run_pipeline(runs: List[Dict[str, Any]], beam_args: Optional[List[str]] = No
 
 
 def read_output_dir(output_dir: str) -> Dict[str, Any]:
-    """A finished run's outputs: the summary (as a dict), issues, scores and invalid records."""
+    """A finished run's outputs: the summary (as a dict), issues, scores and invalid records.
+
+    The summary leaves out the run record (``outputs.RUN_RECORD_FIELDS``: version,
+    settings, start and run time), which differs between runs of the same data;
+    ``outputs.read_summary`` has it.
+    """
     summary = outputs.read_summary(output_dir)
     scores = outputs.read_label_quality_scores(output_dir, summary)
+    results = {k: v for k, v in dataclasses.asdict(summary).items() if k not in outputs.RUN_RECORD_FIELDS}
     return {
-        "summary": dataclasses.asdict(summary),
+        "summary": results,
         "issues": outputs.read_label_issues(output_dir, summary).to_pydict(),
         "scores": scores.to_pydict() if scores is not None else None,
         "invalid": outputs.read_invalid_records(output_dir, summary),

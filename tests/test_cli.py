@@ -6,6 +6,8 @@ import glob
 import importlib.util
 import json
 import os
+import re
+import sys
 
 import apache_beam as beam
 import numpy as np
@@ -19,6 +21,7 @@ from harness import run_cli, write_pickle_bomb
 from beam_labelissues import cli, demo
 from beam_labelissues._version import __version__
 from beam_labelissues.io.human_review import load_human_review, review_of_issues
+from beam_labelissues.validation import UsageError
 
 
 def test_demo_runs_with_no_arguments(tmp_path):
@@ -212,3 +215,102 @@ def test_local_workers_follow_the_data_size_unless_the_user_chose():
     two = cli.pipeline_options(["--direct_num_workers=2", "--direct_running_mode=multi_processing"])
     assert cli.runs_in_one_local_worker(one) and not cli.runs_in_one_local_worker(two)
     assert not cli.runs_in_one_local_worker(cli.pipeline_options(["--runner=PortableRunner"]))
+
+
+# --- the review workflow: links, exports and the issue-rate gate -------------------------------
+
+
+def test_review_workflow_writes_everything_then_exits_4_when_issues_exceed_the_rate(tmp_path):
+    out_dir = tmp_path / "out"
+    template = "https://labelerrors.com/static/mnist/{id}.png"
+    result = run_cli("--output", str(out_dir), "--runner=FnApiRunner", "--export", "labelstudio,csv",
+                     "--example_uri_template", template, "--max_issue_rate", "0.001")
+    assert result.returncode == cli.EXIT_ISSUE_RATE_EXCEEDED == 4, result.stderr
+    assert ("Label issues are 0.15% of the examples (15 of 10,000), more than --max_issue_rate 0.10%: "
+            "exit code 4.") in result.stderr
+    assert "Traceback" not in result.stderr
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["export_files"] == ["label_issues.csv", "label_issues_labelstudio.json",
+                                       "label_issues_labelstudio_config.xml"]
+    for name in summary["export_files"] + ["report.html"]:
+        assert (out_dir / name).is_file(), name
+        assert str(out_dir / name) in result.stdout
+    assert summary["options"]["max_issue_rate"] == 0.001 and summary["options"]["export"] == ["labelstudio", "csv"]
+    assert summary["options"]["example_uri_template"] == template and summary["tool_version"]
+    table = pq.read_table(glob.glob(str(out_dir / "label_issues-*.parquet"))[0]).to_pydict()
+    assert table["uri"] == [template.replace("{id}", str(i)) for i in table["id"]]
+    page = (out_dir / "report.html").read_text()
+    assert f'<a href="{table["uri"][0]}"' in page and 'id="human-review"' in page
+    tasks = json.loads((out_dir / "label_issues_labelstudio.json").read_text())
+    assert [t["data"]["image"] for t in tasks] == table["uri"]  # both in rank order
+
+
+def test_issue_rate_at_or_below_the_limit_exits_0(tmp_path, capsys):
+    """15 issues in 10,000 examples: a limit of exactly 0.15% passes, in process."""
+    argv = ["--output", str(tmp_path / "out"), "--runner=FnApiRunner", "--no_report", "--quiet",
+            "--max_issue_rate", "0.0015"]
+    assert cli.main(argv) == 0
+    assert "max_issue_rate" not in capsys.readouterr().err
+    summary = cli.outputs.read_summary(str(tmp_path / "out"))
+    assert cli.issue_rate_exceeded(summary, 0.0014999, out=sys.stdout)
+    assert not cli.issue_rate_exceeded(summary, 0.0015) and not cli.issue_rate_exceeded(summary, None)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--export", "coco"], "unknown format 'coco'"),
+    (["--max_issue_rate", "5"], "expected a share between 0 and 1 such as 0.05, got '5'"),
+    (["--max_issue_rate", "-0.1"], "between 0 and 1"),
+    (["--max_issue_rate", "1e-2"], "between 0 and 1"),
+    (["--max_issue_rate", "nan"], "between 0 and 1"),
+])
+def test_review_workflow_usage_errors_exit_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse_args(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("template, message", [
+    ("gs://b/{name}.jpg", "uses {name}: only {id} is allowed"),
+    ("gs://b/{id:05d}.jpg", "uses {id:05d}"),
+    ("gs://b/{}.jpg", "uses {}"),
+    ("gs://b/{id!r}.jpg", "uses {id!r}"),
+    ("gs://b/image.jpg", "has no {id}"),
+    ("gs://b/{id.jpg", "is not a valid template"),
+])
+def test_a_bad_uri_template_is_refused_before_anything_runs(template, message, tmp_path):
+    args, beam_args = cli.parse_args(["--output", str(tmp_path / "out"), "--example_uri_template", template])
+    with pytest.raises(UsageError, match=re.escape(message)):
+        cli.build_pipeline(args, beam_args)
+    assert not (tmp_path / "out").exists()
+
+
+def test_uri_template_with_literal_braces():
+    from beam_labelissues.example_uris import format_uri, template_parts
+
+    assert template_parts("s3://b/{{raw}}/{id}/{id}.png") == ["s3://b/{raw}/", "/", ".png"]
+    assert format_uri("s3://b/{{raw}}/{id}.png", 7) == "s3://b/{raw}/7.png"
+
+
+@pytest.mark.parametrize("text, share", [("0", 0.0), ("00", 0.0), ("0.05", 0.05), (".5", 0.5), ("1", 1.0),
+                                          ("1.000", 1.0), ("0.", 0.0)])
+def test_max_issue_rate_takes_plain_decimal_shares(text, share):
+    assert cli.parse_args(["--max_issue_rate", text])[0].max_issue_rate == share
+
+
+def test_report_subcommand_takes_a_human_review_exports_and_gates(tmp_path, capsys):
+    """After a run that did not wait (a template launch, say): report, export and gate in one step."""
+    out_dir = tmp_path / "out"
+    assert cli.main(["--output", str(out_dir), "--runner=FnApiRunner", "--no_report", "--quiet"]) == 0
+    assert not (out_dir / "report.html").exists()
+    assert cli.main(["report", str(out_dir), "--human_review", demo.DEMO_HUMAN_REVIEW]) == 0
+    page = (out_dir / "report.html").read_text()
+    assert "mnist_mturk.json: 15 of the 15 flagged examples were reviewed" in page
+    capsys.readouterr()
+    code = cli.main(["report", str(out_dir), "--export", "csv", "--max_issue_rate", "0.001"])
+    assert code == cli.EXIT_ISSUE_RATE_EXCEEDED
+    assert "more than --max_issue_rate 0.10%: exit code 4." in capsys.readouterr().err
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["export_files"] == ["label_issues.csv"] and (out_dir / "label_issues.csv").is_file()
+    assert "label_issues.csv" in (out_dir / "report.html").read_text()
+    assert cli.main(["report", str(out_dir), "--max_issue_rate", "0.01"]) == 0

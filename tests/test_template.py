@@ -50,6 +50,9 @@ SAMPLES = {
     "class_names": ("gs://bucket/classes.txt", "gs://bucket/classes.txt"),
     "no_report": ("true", True),
     "quiet": ("false", False),
+    "example_uri_template": ("gs://bucket/images/{id}.jpg", "gs://bucket/images/{id}.jpg"),
+    "export": ("labelstudio,csv", ["labelstudio", "csv"]),
+    "max_issue_rate": ("0.05", 0.05),
 }
 
 

@@ -7,6 +7,9 @@ Layout (a contract other tools read):
 - ``label_quality_scores-*.parquet``: every example, with ``with_scores``;
 - ``invalid_records-*.jsonl``: the records left out, with ``on_invalid='skip'``;
 - ``report.html``: the report, written by the command line after the pipeline;
+- ``label_issues.csv``, ``label_issues_labelstudio.json`` (+ its labeling config):
+  the issues exported for a relabelling round (``--export``), written by the
+  command line after the pipeline and listed in summary.json's ``export_files``;
 - ``summary.json``: written after every other file is complete, through a
   temporary name and a rename, so its presence means the run finished.
 
@@ -16,8 +19,10 @@ Everything goes through Beam's ``FileSystems``: local paths, gs:// and s3:// ali
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import logging
+import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import apache_beam as beam
@@ -26,12 +31,21 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from beam_labelissues import tables
+from beam_labelissues._version import __version__
 
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.html"
 ISSUES_PREFIX = "label_issues"
 SCORES_PREFIX = "label_quality_scores"
 INVALID_PREFIX = "invalid_records"
+# The issues exported for a relabelling round (``beam_labelissues.io.exports``).
+CSV_EXPORT_FILE = "label_issues.csv"
+LABELSTUDIO_EXPORT_FILE = "label_issues_labelstudio.json"
+LABELSTUDIO_CONFIG_FILE = "label_issues_labelstudio_config.xml"
+EXPORT_FILES = (CSV_EXPORT_FILE, LABELSTUDIO_EXPORT_FILE, LABELSTUDIO_CONFIG_FILE)
+# Summary fields that say how a run was made (version, settings, when, how long): they
+# differ between runs of the same data, so comparisons of results leave them out.
+RUN_RECORD_FIELDS = ("tool_version", "options", "started_at", "run_seconds")
 # Rows per Parquet row group when writing the issues.
 _ISSUES_ROW_GROUP = 1 << 20
 _LOG = logging.getLogger(__name__)
@@ -64,6 +78,16 @@ class Summary:
     label_issues_files: List[str] = dataclasses.field(default_factory=list)
     label_quality_scores_files: List[str] = dataclasses.field(default_factory=list)
     invalid_records_files: List[str] = dataclasses.field(default_factory=list)
+    # How the run was made: the package version, every setting (the transform's
+    # options and those of the command line), when the pipeline was built (UTC,
+    # ISO 8601) and the seconds from then until summary.json was written. Older
+    # summaries lack them.
+    tool_version: Optional[str] = None
+    options: Optional[Dict[str, Any]] = None
+    started_at: Optional[str] = None
+    run_seconds: Optional[float] = None
+    # Files the command line wrote after the pipeline (``--export``).
+    export_files: List[str] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -91,7 +115,8 @@ class Summary:
     @property
     def output_files(self) -> List[str]:
         """Names of the data files the run wrote, in the order a reader lists them."""
-        return self.label_issues_files + self.label_quality_scores_files + self.invalid_records_files
+        return (self.label_issues_files + self.label_quality_scores_files + self.invalid_records_files
+                + self.export_files)
 
 
 def output_path(output_dir: str, name: str) -> str:
@@ -139,6 +164,7 @@ def remove_previous_outputs(output_dir: str) -> List[str]:
         f"{SCORES_PREFIX}-*",
         f"{INVALID_PREFIX}-*",
         REPORT_FILE,
+        *EXPORT_FILES,
     ]
     for pattern in patterns:
         for match in FileSystems.match([output_path(output_dir, pattern)])[0].metadata_list:
@@ -149,13 +175,13 @@ def remove_previous_outputs(output_dir: str) -> List[str]:
     return removed
 
 
-def _write_issues(ranked, output_dir: str) -> str:
+def _write_issues(ranked, output_dir: str, uri_template: Optional[str] = None) -> str:
     """Writes one score range's ranked issues (a ``RankedIssues``) to its Parquet file.
 
     Each range arrives as one table already in rank order, so a plain write beats
     a sharded sink: no shuffle of the table, no extra stages.
     """
-    table = ranked.table
+    table = tables.add_uri_column(ranked.table, uri_template)
 
     def write(handle):
         with pq.ParquetWriter(handle, table.schema) as writer:
@@ -173,6 +199,7 @@ def _write_summary(
     score_files: Sequence[str],
     invalid_files: Sequence[str],
     empty_issues: pa.Table,
+    run_record: Optional[Dict[str, Any]] = None,
 ) -> str:
     if not issue_files:  # no valid example reached the ranking: still one file, empty
         with_names = empty_issues
@@ -189,6 +216,7 @@ def _write_summary(
         label_issues_files=sorted(_basename(f) for f in issue_files),
         label_quality_scores_files=sorted(_basename(f) for f in score_files),
         invalid_records_files=sorted(_basename(f) for f in invalid_files),
+        **_finished_run(run_record),
     )
     return write_then_rename(
         output_dir, SUMMARY_FILE, "application/json", lambda handle: handle.write(summary.to_json().encode("utf-8"))
@@ -207,11 +235,15 @@ class WriteLabelIssues(beam.PTransform):
 
     Args:
       output_dir: the directory to write into (local, gs://, s3://).
+      run_options: settings beyond the transform's (a command line's), recorded
+        with them in summary.json's ``options``.
     """
 
-    def __init__(self, output_dir: str, label: Optional[str] = None):
+    def __init__(self, output_dir: str, label: Optional[str] = None, *,
+                 run_options: Optional[Dict[str, Any]] = None):
         super().__init__(label)
         self._output_dir = output_dir
+        self._run_options = dict(run_options or {})
 
     def _extract_input_pvalues(self, result):
         # The input is a LabelIssuesResult, not a PCollection: name its PCollections.
@@ -219,14 +251,20 @@ class WriteLabelIssues(beam.PTransform):
 
     def expand(self, result):
         output_dir = self._output_dir
-        issue_files = result.issues | "WriteLabelIssues" >> beam.Map(_write_issues, output_dir)
+        uri_template = getattr(result.options, "example_uri_template", None)
+        issue_files = result.issues | "WriteLabelIssues" >> beam.Map(_write_issues, output_dir, uri_template)
         score_files: Any = []
         if result.scores is not None:
+            scores_schema = tables.label_quality_scores_schema(result.id_type, result.class_names is not None)
+            scores = result.scores
+            if uri_template is not None:
+                scores_schema = tables.with_uri_field(scores_schema)
+                scores = scores | "AddUriToScores" >> beam.Map(tables.add_uri_column, uri_template)
             score_files = beam.pvalue.AsList(
-                result.scores
+                scores
                 | "WriteLabelQualityScores" >> beam.io.WriteToParquetBatched(
                     output_path(output_dir, SCORES_PREFIX),
-                    schema=tables.label_quality_scores_schema(result.id_type, result.class_names is not None),
+                    schema=scores_schema,
                     file_name_suffix=".parquet",
                 )
             )
@@ -245,8 +283,45 @@ class WriteLabelIssues(beam.PTransform):
             beam.pvalue.AsList(issue_files),
             score_files,
             invalid_files,
-            tables.empty_label_issues_table(result.id_type, result.class_names),
+            tables.add_uri_column(tables.empty_label_issues_table(result.id_type, result.class_names), uri_template),
+            _run_record(result.options, self._run_options),
         )
+
+
+# --- how the run was made (summary.json's tool_version, options, started_at, run_seconds) ----
+
+
+def _run_record(options: Any, run_options: Dict[str, Any]) -> Dict[str, Any]:
+    """What the summary records of the run, taken when the pipeline is built."""
+    settings = dataclasses.asdict(options) if dataclasses.is_dataclass(options) else {}
+    settings.update(run_options)
+    return {
+        "tool_version": __version__,
+        "options": json.loads(json.dumps(settings, default=str)),
+        "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "started": time.time(),
+    }
+
+
+def _finished_run(run_record: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """The Summary fields of the run record, with the seconds it took so far."""
+    if run_record is None:
+        return {}
+    fields = {key: value for key, value in run_record.items() if key != "started"}
+    fields["run_seconds"] = round(max(time.time() - run_record["started"], 0.0), 3)
+    return fields
+
+
+def record_export_files(output_dir: str, summary: Summary, names: Sequence[str]) -> Summary:
+    """Adds files the command line wrote after the run to summary.json's ``export_files``.
+
+    summary.json is replaced through a temporary name, as when it was first written.
+    """
+    updated = dataclasses.replace(summary, export_files=sorted(set(summary.export_files) | set(names)))
+    write_then_rename(
+        output_dir, SUMMARY_FILE, "application/json", lambda handle: handle.write(updated.to_json().encode("utf-8"))
+    )
+    return updated
 
 
 # --- reading ------------------------------------------------------------------------

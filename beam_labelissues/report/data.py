@@ -1,40 +1,77 @@
 """What the report shows, read once from a run's output directory through ``io.outputs``.
 
-Only summary.json and the ``label_issues`` files are read, in one streaming
-pass, so the report stays cheap however large the dataset was: the
-per-example ``label_quality_scores`` files are never opened.
+Only summary.json and the ``label_issues`` files are read: the first
+``SHOWN_ISSUES`` rows with every column (the page's issues table), then one
+streaming pass over a few columns for the aggregates, so the report stays cheap
+however large the dataset was. The per-example ``label_quality_scores`` files are
+never opened. With a human review, the reviewed issues are found in the same pass.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from beam_labelissues.io import outputs
+from beam_labelissues.io.human_review import load_human_review
+from beam_labelissues.report import thumbnails
 
-TOP_ISSUES = 50  # rows in the table of the most severe issues
+TOP_ISSUES = 50  # rows written into the page itself (what shows without JavaScript)
+SHOWN_ISSUES = 10_000  # the most severe issues embedded for sorting and filtering
 READ_BATCH_ROWS = 65536
-_TOP_COLUMNS = ("rank", "id", "given_label", "predicted_label", "label_quality")
+_REQUIRED_COLUMNS = ("rank", "id", "given_label", "predicted_label", "label_quality")
+_AGGREGATE_COLUMNS = ["given_label", "predicted_label", "label_quality"]
+
+
+@dataclasses.dataclass
+class HumanReview:
+    """How the issues fare against a human review (``*_mturk.json``).
+
+    ``ranks`` are the ranks of the reviewed issues and ``not_upheld`` whether the
+    reviewers rejected each one's given label (fewer than 3 of 5 votes for it).
+    ``votes`` maps a reviewed id to its votes, for the issues table.
+    """
+
+    name: str
+    ranks: np.ndarray
+    not_upheld: np.ndarray
+    votes: Dict[object, dict]
+
+    @property
+    def reviewed(self) -> int:
+        return int(len(self.ranks))
+
+    @property
+    def num_not_upheld(self) -> int:
+        return int(self.not_upheld.sum())
 
 
 @dataclasses.dataclass
 class IssueTable:
-    """What the report needs from the issues files, gathered in one streaming pass.
+    """What the report needs from the issues files.
 
     pair_codes/pair_counts hold a sparse given x predicted count matrix
     (code = given * K + predicted), so memory follows the distinct pairs, not K*K.
+    ``shown`` holds the most severe issues with every column, in rank order.
     """
 
     num_rows: int
     pair_codes: np.ndarray
     pair_counts: np.ndarray
-    top_rows: List[dict]
+    shown: pa.Table
     score_counts: Optional[np.ndarray]  # issues per bin of the summary's score histogram
     score_min: Optional[float]
     score_max: Optional[float]
+
+    @property
+    def top_rows(self) -> List[dict]:
+        """The TOP_ISSUES most severe issues as dicts."""
+        return self.shown.slice(0, TOP_ISSUES).to_pylist()
 
 
 @dataclasses.dataclass
@@ -45,6 +82,8 @@ class ReportData:
     summary: outputs.Summary
     issues: IssueTable
     class_names: Optional[List[str]]
+    review: Optional[HumanReview] = None
+    thumbnails: Dict[int, str] = dataclasses.field(default_factory=dict)  # shown row -> data URI
 
     @property
     def num_classes(self) -> int:
@@ -64,8 +103,12 @@ class ReportData:
         return None
 
     @classmethod
-    def read(cls, output_dir: str, class_names: Optional[Sequence[str]] = None) -> "ReportData":
-        """Reads summary.json and streams the issues once; ``class_names`` overrides the summary's."""
+    def read(cls, output_dir: str, class_names: Optional[Sequence[str]] = None,
+             human_review: Union[str, Dict[int, dict], None] = None) -> "ReportData":
+        """Reads summary.json and the issues; ``class_names`` overrides the summary's.
+
+        ``human_review``: a ``*_mturk.json`` path (or its loaded content) to compare the issues with.
+        """
         summary = outputs.read_summary(output_dir)
         k = int(summary.num_classes)
         if len(summary.confident_thresholds) != k or len(summary.examples_per_class) != k:
@@ -75,8 +118,30 @@ class ReportData:
             names = [str(n) for n in names]
             if len(names) != k:
                 raise ValueError(f"{len(names)} class names given for {k} classes")
+        review_name = "human review"
+        if isinstance(human_review, str):
+            review_name = human_review.rstrip("/").rsplit("/", 1)[-1]
+            human_review = load_human_review(human_review)
         edges = (summary.score_histogram or {}).get("bin_edges") or None
-        return cls(output_dir, summary, _read_issues(output_dir, summary, edges), names)
+        shown = _read_shown(output_dir, summary)
+        issues, review = _read_issues(output_dir, summary, edges, shown, human_review, review_name)
+        images = thumbnails.thumbnails(shown.column("uri").to_pylist()) if "uri" in shown.schema.names else {}
+        return cls(output_dir, summary, issues, names, review, images)
+
+
+def _read_shown(output_dir: str, summary: outputs.Summary) -> pa.Table:
+    """The SHOWN_ISSUES most severe issues with every column (files come in rank order)."""
+    parts: List[pa.RecordBatch] = []
+    rows = 0
+    for batch in outputs.iter_label_issue_batches(output_dir, summary, batch_size=min(SHOWN_ISSUES, READ_BATCH_ROWS)):
+        missing = set(_REQUIRED_COLUMNS) - set(batch.schema.names)
+        if missing:
+            raise ValueError(f"the label_issues files in {output_dir} lack the columns {sorted(missing)}")
+        parts.append(batch.slice(0, SHOWN_ISSUES - rows))
+        rows += parts[-1].num_rows
+        if rows >= SHOWN_ISSUES:
+            break
+    return pa.Table.from_batches(parts) if parts else pa.table({c: [] for c in _REQUIRED_COLUMNS})
 
 
 def _merge_pairs(codes: np.ndarray, counts: np.ndarray, new_codes: np.ndarray,
@@ -87,21 +152,26 @@ def _merge_pairs(codes: np.ndarray, counts: np.ndarray, new_codes: np.ndarray,
     return uniq, np.bincount(inverse, weights=all_counts, minlength=len(uniq)).astype(np.int64)
 
 
-def _read_issues(output_dir: str, summary: outputs.Summary, bin_edges: Optional[Sequence[float]]) -> IssueTable:
-    """Streams the issues files once: pair counts, score range, score histogram, top rows."""
+def _review_ids(review: Dict[int, dict], id_type: pa.DataType) -> pa.Array:
+    ids = pa.array(sorted(review), pa.int64())
+    return pc.cast(ids, id_type if pa.types.is_integer(id_type) else pa.string()).cast(id_type)
+
+
+def _read_issues(output_dir: str, summary: outputs.Summary, bin_edges: Optional[Sequence[float]],
+                 shown: pa.Table, review: Optional[Dict[int, dict]], review_name: str):
+    """Streams the issues files once: pair counts, score range, score histogram, reviewed ranks."""
     num_classes = int(summary.num_classes)
-    columns = list(_TOP_COLUMNS) + ["given_label_name", "predicted_label_name"]
+    columns = list(_AGGREGATE_COLUMNS) + (["rank", "id"] if review is not None else [])
     codes = np.zeros(0, np.int64)
     counts = np.zeros(0, np.int64)
-    top: List[dict] = []
     num_rows = 0
     score_min, score_max = math.inf, -math.inf
     edges = None if bin_edges is None else np.asarray(bin_edges, dtype=float)
     score_counts = None if edges is None else np.zeros(len(edges) - 1, dtype=np.int64)
+    reviewed_ranks: List[np.ndarray] = []
+    reviewed_ids: List[list] = []
+    review_set = None
     for batch in outputs.iter_label_issue_batches(output_dir, summary, columns, batch_size=READ_BATCH_ROWS):
-        missing = set(_TOP_COLUMNS) - set(batch.schema.names)
-        if missing:
-            raise ValueError(f"the label_issues files in {output_dir} lack the columns {sorted(missing)}")
         if batch.num_rows == 0:
             continue
         num_rows += batch.num_rows
@@ -120,14 +190,31 @@ def _read_issues(output_dir: str, summary: outputs.Summary, bin_edges: Optional[
         score_max = max(score_max, float(scores.max()))
         if edges is not None:
             score_counts += np.histogram(scores, bins=edges)[0]
-        if len(top) < TOP_ISSUES:  # files come in rank order: the first rows are the most severe
-            top.extend(batch.slice(0, TOP_ISSUES - len(top)).to_pylist())
-    return IssueTable(
+        if review is not None:
+            ids = batch.column("id")
+            if review_set is None:
+                review_set = _review_ids(review, ids.type)
+            hit = pc.is_in(ids, value_set=review_set)
+            if pc.any(hit).as_py():
+                reviewed_ranks.append(pc.filter(batch.column("rank"), hit).to_numpy(zero_copy_only=False))
+                reviewed_ids.append(pc.filter(ids, hit).to_pylist())
+    human = None
+    if review is not None:
+        ids = [i for part in reviewed_ids for i in part]
+        votes = {i: review[int(i)] for i in ids}
+        human = HumanReview(
+            name=review_name,
+            ranks=np.concatenate(reviewed_ranks) if reviewed_ranks else np.zeros(0, np.int64),
+            not_upheld=np.array([votes[i]["given"] < 3 for i in ids], dtype=bool),
+            votes=votes,
+        )
+    issues = IssueTable(
         num_rows=num_rows,
         pair_codes=codes,
         pair_counts=counts,
-        top_rows=top,
+        shown=shown,
         score_counts=score_counts,
         score_min=None if num_rows == 0 else score_min,
         score_max=None if num_rows == 0 else score_max,
     )
+    return issues, human
