@@ -27,6 +27,9 @@ from harness import REPO_ROOT
 
 from beam_labelissues._version import __version__
 
+# setuptools builds the sdist in a folder of the repository root: one xdist worker at a time.
+pytestmark = pytest.mark.xdist_group("packaging")
+
 # Files setuptools adds to every sdist.
 SDIST_GENERATED = {"PKG-INFO", "setup.cfg"}
 
