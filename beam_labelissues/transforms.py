@@ -121,7 +121,9 @@ class ValidateExamples(beam.DoFn):
         self._invalid_counter = Metrics.counter(NAMESPACE, "invalid_records")
 
     def process(self, batch: ExampleBatch):
-        valid, invalid = validate_batch(batch, self._options.num_classes, self._options.tolerance)
+        valid, invalid = validate_batch(
+            batch, self._options.num_classes, self._options.tolerance, self._options.row_sum_tolerance
+        )
         self._progress.update(len(batch) + len(batch.malformed))
         if invalid:
             if self._options.on_invalid == "fail":
@@ -343,6 +345,7 @@ def _summary(
         adjust_pred_probs=options.adjust_pred_probs,
         estimation_method=options.estimation_method,
         tolerance=options.tolerance,
+        row_sum_tolerance=options.row_sum_tolerance,
         on_invalid=options.on_invalid,
         num_invalid_records=int(num_invalid),
         issue_score_range=totals.score_range(),
