@@ -9,6 +9,7 @@ readers ``ReadNpyExamples`` / ``ReadParquetExamples`` (or your own ``ExampleBatc
 PCollection), and ``WriteLabelIssues`` for the output directory.
 """
 
+from beam_labelissues import processes as _processes
 from beam_labelissues._version import __version__
 from beam_labelissues.batches import ExampleBatch
 from beam_labelissues.io import NpyPair, ParquetDataset, ReadNpyExamples, ReadParquetExamples
@@ -16,6 +17,9 @@ from beam_labelissues.io.outputs import Summary, WriteLabelIssues, read_summary
 from beam_labelissues.options import LabelIssuesOptions
 from beam_labelissues.transforms import FindLabelIssues, LabelIssuesResult, RankedIssues
 from beam_labelissues.validation import InputFileError, InvalidRecordError, LabelIssuesError, UsageError
+
+# In a worker process the command line started: exit when the command line is gone.
+_processes.guard_worker_process()
 
 __all__ = [
     "ExampleBatch",

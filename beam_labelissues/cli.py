@@ -1,21 +1,29 @@
 """The command line: ``beam-labelissues``, ``python -m beam_labelissues`` and the Flex Template.
 
 One run flows down once: parse the options -> open the inputs (``io.inputs``) ->
-``FindLabelIssues`` -> ``WriteLabelIssues`` (``io.outputs``) -> run -> read the
-outputs back once (``report.ReportData``) -> write report.html and print the
-summary. With no input options it runs on the bundled MNIST demo data. Every
-Apache Beam pipeline option passes through (``--runner``, ``--direct_num_workers``, ...).
+take the output directory (``io.output_dir``: lock, staging directory) ->
+``FindLabelIssues`` -> ``WriteLabelIssues`` into staging -> run -> read the
+outputs back once (``report.ReportData``) -> report.html into staging -> publish
+-> print the summary. With no input options it runs on the bundled MNIST demo
+data. Every Apache Beam pipeline option passes through (``--runner``,
+``--direct_num_workers``, ...).
+
+Every failure ends with one line starting ``error:`` and an exit code that says
+its kind (``EXIT_CODES``); no traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import atexit
+import errno
 import logging
 import os
+import shutil
+import signal
 import sys
 import time
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -24,13 +32,49 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 from beam_labelissues import demo, kernels
 from beam_labelissues.io import inputs as input_files
 from beam_labelissues.io import outputs
+from beam_labelissues.io import paths
 from beam_labelissues.io.class_names import load_class_names
 from beam_labelissues.io.human_review import load_human_review, review_of_issues
+from beam_labelissues.io.output_dir import OutputDirectory
 from beam_labelissues.options import ON_INVALID_CHOICES, LabelIssuesOptions, default
+from beam_labelissues.processes import InterruptHandler
 from beam_labelissues.transforms import FindLabelIssues
-from beam_labelissues.validation import InputFileError, InvalidRecordError, LabelIssuesError, UsageError
+from beam_labelissues.validation import (
+    DuplicateIdError,
+    InputFileError,
+    InvalidRecordError,
+    LabelIssuesError,
+    RunError,
+    UsageError,
+)
 
 PROG = "beam-labelissues"
+
+# Exit codes, one per kind of outcome (README.md, "Exit codes").
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1  # the run itself failed: no space left, a filesystem or runner failure
+EXIT_USAGE = 2  # options that cannot be used: bad values, --output refused, --class_names/--human_review files
+EXIT_BAD_INPUT = 3  # the input data: unreadable or refused files, invalid records, duplicate ids
+EXIT_INTERRUPTED = 128  # + the signal number: 130 for SIGINT (Ctrl-C), 143 for SIGTERM, 129 for SIGHUP
+EXIT_CODES = {
+    EXIT_OK: "the run finished and its outputs are published",
+    EXIT_RUN_FAILED: "the run itself failed (no space left, a filesystem or runner failure); nothing was published",
+    EXIT_USAGE: "the command line cannot be used as given (an option, the output directory, a --class_names "
+                "or --human_review file); nothing was written",
+    EXIT_BAD_INPUT: "the input data is refused (a file, an invalid record, duplicate ids); nothing was published",
+    EXIT_INTERRUPTED + signal.SIGINT: "interrupted by SIGINT (Ctrl-C); nothing was published",
+    EXIT_INTERRUPTED + signal.SIGTERM: "interrupted by SIGTERM (kill); nothing was published",
+}
+
+
+def exit_code_of(error: BaseException) -> int:
+    """The exit code for an error the command line reports."""
+    if isinstance(error, (InputFileError, InvalidRecordError)):
+        return EXIT_BAD_INPUT
+    if isinstance(error, UsageError):
+        return EXIT_USAGE
+    return EXIT_RUN_FAILED
+
 DEFAULT_OUTPUT = "label_issues_output"
 # The in-process runner: "DirectRunner" would first try to download the Prism runner.
 DEFAULT_RUNNER = "FnApiRunner"
@@ -77,11 +121,16 @@ def build_arg_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "Outputs in --output: label_issues-*.parquet (rank, id, given_label, predicted_label, "
-            "label_quality; rank 0 is the most severe), summary.json (written last: its presence "
-            "means the run finished), label_quality_scores-*.parquet with --write_scores, "
-            "invalid_records-*.jsonl with --on_invalid skip, and report.html (plots, unless "
-            "--no_report). Outputs of an earlier run in the same directory are removed first. "
-            f"'{PROG} report OUTDIR' rebuilds report.html from an earlier run."
+            "label_quality; rank 0 is the most severe), summary.json (the manifest, written last: "
+            "its presence means the run finished), label_quality_scores-*.parquet with "
+            "--write_scores, invalid_records-*.jsonl with --on_invalid skip, and report.html "
+            "(plots, unless --no_report). A run writes into a staging directory inside --output "
+            "and publishes only when it finished; it then replaces the files the earlier run's "
+            "summary.json lists and touches no other file. A non-empty directory without an "
+            "earlier run is refused unless --overwrite. "
+            f"'{PROG} report OUTDIR' rebuilds report.html from an earlier run. Exit codes: "
+            + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items())
+            + "."
         ),
     )
     npy = parser.add_argument_group("input (.npy files, as cleanlab's labels_file / pred_probs_file)")
@@ -126,8 +175,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
         "--num_classes",
         type=int,
         help="The number of classes K. Default: the number of columns of pred_probs (.npy), "
-        "else the fixed_size_list size, the number of --pred_probs_columns, or the length of "
-        "the first row's list in the first file (Parquet).",
+        "else the fixed_size_list size, the number of --pred_probs_columns, or the list length "
+        "most of the first 10,000 rows of the first file share (Parquet; rows of another length "
+        "are named in a warning and are invalid records). At most 1,000,000.",
     )
     settings = parser.add_argument_group("confident learning (named as in cleanlab)")
     settings.add_argument(
@@ -161,6 +211,14 @@ def build_arg_parser() -> argparse.ArgumentParser:
         "confidence_weighted_entropy clips them into [0, 1]. Default: %(default)s.",
     )
     settings.add_argument(
+        "--row_sum_tolerance",
+        type=float,
+        default=default("row_sum_tolerance"),
+        help="A record whose probabilities sum to further than this from 1 is invalid (confident "
+        "learning assumes each row is a distribution over the classes); softmax outputs stored "
+        "as float16 pass the default. inf turns the check off. Default: %(default)s.",
+    )
+    settings.add_argument(
         "--on_invalid",
         choices=ON_INVALID_CHOICES,
         default=default("on_invalid"),
@@ -172,7 +230,16 @@ def build_arg_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--output",
         default=DEFAULT_OUTPUT,
-        help="Output directory (local, gs:// or s3://). Default: ./%(default)s.",
+        help="Output directory (local, gs:// or s3://). Default: ./%(default)s. A run writes into "
+        "a staging directory inside it and publishes when it finished, replacing only the files "
+        "the earlier run's summary.json lists.",
+    )
+    _add_flag(
+        run,
+        "--overwrite",
+        "Write into a non-empty --output that holds no earlier run of this tool: files named as "
+        "this run's outputs are replaced there, no other file is touched. Without it such a "
+        "directory is refused.",
     )
     _add_flag(
         run,
@@ -327,17 +394,26 @@ def label_issues_options(args: argparse.Namespace, num_classes: int) -> LabelIss
         adjust_pred_probs=args.adjust_pred_probs,
         estimation_method=args.estimation_method,
         tolerance=args.tolerance,
+        row_sum_tolerance=args.row_sum_tolerance,
         on_invalid=args.on_invalid,
         with_scores=args.write_scores,
         max_issues_per_worker=args.max_issues_per_worker,
     )
 
 
-def build_pipeline(args: argparse.Namespace, beam_args: List[str], source_wrapper=None) -> beam.Pipeline:
+def build_pipeline(
+    args: argparse.Namespace, beam_args: List[str], source_wrapper=None, output_dir: Optional[str] = None
+) -> beam.Pipeline:
     """Checks the inputs and builds the pipeline; touches no output file.
 
-    ``source_wrapper`` (a function of the source) lets a test driver wrap the reader.
+    The pipeline writes into ``output_dir`` (default: ``--output``; the command line
+    gives its staging directory). ``source_wrapper`` (a function of the source)
+    lets a test driver wrap the reader.
     """
+    return _build(args, beam_args, source_wrapper, output_dir)[0]
+
+
+def _build(args, beam_args, source_wrapper, output_dir) -> Tuple[beam.Pipeline, input_files.Inputs]:
     inputs = open_inputs(args)
     options = pipeline_options(beam_args + local_worker_args(beam_args, inputs.pred_probs_bytes))
     inputs.source.reshuffle = not runs_in_one_local_worker(options)
@@ -350,49 +426,192 @@ def build_pipeline(args: argparse.Namespace, beam_args: List[str], source_wrappe
     _LOG.info("reading %s", inputs.description)
     pipeline = beam.Pipeline(options=options)
     result = pipeline | "FindLabelIssues" >> FindLabelIssues(settings, source=source, class_names=class_names)
-    result | "WriteLabelIssues" >> outputs.WriteLabelIssues(args.output)
-    return pipeline
+    result | "WriteLabelIssues" >> outputs.WriteLabelIssues(output_dir or args.output)
+    return pipeline, inputs
 
 
-def run_pipeline(args: argparse.Namespace, beam_args: List[str], source_wrapper=None) -> bool:
-    """Runs the pipeline to completion; False for a dry run (nothing was run or submitted)."""
-    pipeline = build_pipeline(args, beam_args, source_wrapper)
-    dry_run = pipeline.options.view_as(TestOptions).dry_run
-    if not dry_run:
-        if not FileSystems.exists(args.output):
-            FileSystems.mkdirs(args.output)
-        outputs.remove_previous_outputs(args.output)
-    started = time.monotonic()
-    try:
-        pipeline.run().wait_until_finish()
-    except Exception as error:  # Beam wraps worker errors; surface ours plainly
-        message = _our_error_message(error)
-        if message is None:
-            raise
-        raise UsageError(message) from error
-    if dry_run:
-        runner = pipeline.options.view_as(StandardOptions).runner
-        _LOG.warning("dry run: the pipeline was translated for %s; no job was run or submitted", runner)
-        return False
-    _LOG.info("pipeline finished in %.1f s", time.monotonic() - started)
-    return True
+# --- what went wrong -------------------------------------------------------------------
+
+# Errors a worker raises that the command line reports as they are (the runner
+# may hand them back only as text).
+_WORKER_ERRORS = {cls.__name__: cls for cls in (DuplicateIdError, InvalidRecordError, InputFileError)}
 
 
-def _our_error_message(error: BaseException) -> Optional[str]:
-    """Finds an InvalidRecordError or InputFileError inside a runner's wrapped exception."""
+def _chain(error: Optional[BaseException]):
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
-        if isinstance(error, (InvalidRecordError, InputFileError)):
-            return str(error)
+        yield error
         error = error.__cause__ or error.__context__
-    text = str(error) if error is not None else ""
-    for name in ("InvalidRecordError", "InputFileError"):
-        marker = f"{name}: "
-        if marker in text:
-            message = text.split(marker, 1)[1].splitlines()[0]
-            return message.split(" [while running", 1)[0].strip().strip("'\"")
+
+
+def _our_error(error: BaseException) -> Optional[LabelIssuesError]:
+    """Finds an error of ours inside a runner's wrapped exception (as an object or as text)."""
+    for link in _chain(error):
+        if isinstance(link, tuple(_WORKER_ERRORS.values())):
+            return type(link)(str(link).split(" [while running", 1)[0])
+    for link in _chain(error):
+        text = str(link)
+        for name, cls in _WORKER_ERRORS.items():
+            marker = f"{name}: "
+            if marker in text:
+                message = text.split(marker, 1)[1].splitlines()[0]
+                return cls(message.split(" [while running", 1)[0].strip().strip("'\""))
     return None
+
+
+def _our_error_message(error: BaseException) -> Optional[str]:
+    found = _our_error(error)
+    return None if found is None else str(found)
+
+
+def _no_space(error: BaseException) -> Optional[BaseException]:
+    """The link of ``error``'s chain that says the disk is full, if any."""
+    for link in _chain(error):
+        if isinstance(link, OSError) and link.errno == errno.ENOSPC:
+            return link
+        text = str(link)
+        if "No space left on device" in text or "[Errno 28]" in text:
+            return link
+    return None
+
+
+def _innermost_message(error: BaseException) -> str:
+    """One line saying what failed: the innermost exception, as a runner's text or as an object."""
+    links = list(_chain(error))
+    innermost = links[-1]
+    lines = [line.strip() for line in str(innermost).splitlines() if line.strip()]
+    if not lines:
+        return type(innermost).__name__
+    named = [line for line in lines if line.split(":", 1)[0].replace(".", "").isidentifier() and ":" in line]
+    line = (named or lines)[-1]
+    if not named:
+        line = f"{type(innermost).__name__}: {line}"
+    line = line.split(" [while running", 1)[0].strip()
+    return line if len(line) <= 500 else line[:497] + "..."
+
+
+def _human_bytes(size: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{int(size):,} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+# Upper bounds of the bytes per row of each output file (Parquet, before compression).
+_ISSUE_ROW_BYTES = 48
+_SCORE_ROW_BYTES = 48
+_REPORT_BYTES = 2 << 20
+
+
+def estimated_output_bytes(num_rows: int, with_scores: bool) -> int:
+    """About the most this run's outputs take: every row an issue, plus the scores and the report."""
+    return num_rows * (_ISSUE_ROW_BYTES + (_SCORE_ROW_BYTES if with_scores else 0)) + _REPORT_BYTES
+
+
+def _no_space_error(link: BaseException, output: OutputDirectory, num_rows: int, with_scores: bool) -> RunError:
+    where = getattr(link, "filename", None) or output.path
+    free = ""
+    if paths.is_local(where):
+        probe = where
+        while probe and not os.path.exists(probe):
+            probe = os.path.dirname(probe)
+        try:
+            free = f"{_human_bytes(shutil.disk_usage(probe or '.').free)} free there; "
+        except OSError:
+            pass
+    need = _human_bytes(estimated_output_bytes(num_rows, with_scores))
+    return RunError(
+        f"no space left on device writing {where}: {free}this run's outputs take up to about {need} "
+        f"({num_rows:,} rows{', with --write_scores' if with_scores else ''}); nothing was published "
+        f"and {output.path} is as it was"
+    )
+
+
+def _run_failure(error: BaseException, output: OutputDirectory, inputs: input_files.Inputs, args) -> LabelIssuesError:
+    """What to tell the user about an exception out of the run, as one of our errors."""
+    if isinstance(error, LabelIssuesError):
+        return error
+    ours = _our_error(error)
+    if ours is not None:
+        return ours
+    full = _no_space(error)
+    if full is not None:
+        return _no_space_error(full, output, inputs.num_rows, args.write_scores)
+    return RunError(f"the run failed: {_innermost_message(error)}; nothing was published")
+
+
+# --- one run -------------------------------------------------------------------------
+
+
+class RunState:
+    """What an interrupt needs to know of the run under way: the output directory it holds."""
+
+    def __init__(self):
+        self.output: Optional[OutputDirectory] = None
+
+    def on_interrupt(self, signum: int) -> str:
+        """Cleans up after an interrupt (in the interrupt handler's thread); says what became of the outputs."""
+        output = self.output
+        if output is None:
+            return "nothing was written"
+        with output.publishing:  # a publish under way completes first
+            published = output.published
+            output.close()
+        if published:
+            return f"the run had finished; its outputs are published in {output.path}"
+        return f"nothing was published; {output.path} is as it was"
+
+
+def _load_review(args: argparse.Namespace) -> Optional[Dict[int, dict]]:
+    path = human_review_path(args)
+    if path is None:
+        return None
+    try:
+        return load_human_review(path)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+
+
+def _dry_run(args, beam_args, source_wrapper) -> None:
+    pipeline = build_pipeline(args, beam_args, source_wrapper)
+    try:
+        pipeline.run().wait_until_finish()
+    except Exception as error:  # translation failed
+        raise RunError(f"the dry run failed: {_innermost_message(error)}") from error
+    runner = pipeline.options.view_as(StandardOptions).runner
+    _LOG.warning("dry run: the pipeline was translated for %s; no job was run or submitted", runner)
+
+
+def run_to_publish(args: argparse.Namespace, beam_args: List[str], source_wrapper=None, state: Optional[RunState] = None):
+    """Checks everything, runs the pipeline into a staging directory, writes the report there and publishes.
+
+    Returns (summary, the most severe issues, the human review's result or None,
+    report.html's path or None). Raises one of our errors; on any failure the
+    output directory is left as it was.
+    """
+    state = state or RunState()
+    review = _load_review(args)
+    output = OutputDirectory(args.output, overwrite=args.overwrite)
+    pipeline, inputs = _build(args, beam_args, source_wrapper, output.staging)
+    output.open()  # only once the inputs are checked: a refused input writes nothing
+    state.output = output
+    with output.held():
+        started = time.monotonic()
+        try:
+            pipeline.run().wait_until_finish()
+            _LOG.info("pipeline finished in %.1f s", time.monotonic() - started)
+            summary, top, report_file = report_outputs(output.staging, not args.no_report)
+            review_result = None
+            if review is not None:
+                flagged = outputs.read_label_issues(output.staging, summary, columns=["id"]).column("id").to_pylist()
+                review_result = review_of_issues(flagged, review)
+            summary = output.publish()
+        except Exception as error:
+            raise _run_failure(error, output, inputs, args) from error
+    report_path = outputs.output_path(args.output, outputs.REPORT_FILE) if report_file else None
+    return summary, top, review_result, report_path
 
 
 # --- after the run -----------------------------------------------------------------
@@ -402,6 +621,7 @@ def print_summary(
     output_dir: str,
     summary: outputs.Summary,
     top: List[dict],
+    review: Optional[Dict[str, int]],
     review_path: Optional[str],
     report_path: Optional[str],
     out=None,
@@ -430,12 +650,10 @@ def print_summary(
                 f"{predicted!s:>14}  {row['label_quality']:>13.6g}",
                 file=out,
             )
-    if review_path:
-        flagged = outputs.read_label_issues(output_dir, summary, columns=["id"]).column("id").to_pylist()
-        review = review_of_issues(flagged, load_human_review(review_path))
+    if review is not None:
         print(
             f"\nHuman review ({os.path.basename(review_path)}): {review['reviewed']} of the "
-            f"{len(flagged)} flagged examples were reviewed; the reviewers did not uphold the given "
+            f"{summary.num_label_issues} flagged examples were reviewed; the reviewers did not uphold the given "
             f"label for {review['not_upheld']} of them.",
             file=out,
         )
@@ -449,7 +667,8 @@ def print_summary(
 
 
 def report_outputs(output_dir: str, with_report: bool, class_names=None):
-    """Reads the finished run's outputs once; writes report.html when asked and possible.
+    """Reads a finished run's outputs once; writes report.html when asked and possible,
+    and adds it to the run's summary.json.
 
     Returns (summary, the most severe issues, report.html's path or None).
     """
@@ -462,7 +681,9 @@ def report_outputs(output_dir: str, with_report: bool, class_names=None):
         summary = outputs.read_summary(output_dir)
         return summary, outputs.read_top_issues(output_dir, summary, _PRINTED_ISSUES), None
     data = report.ReportData.read(output_dir, class_names)
-    return data.summary, data.issues.top_rows, report.write_report_page(data)
+    path = report.write_report_page(data)
+    summary = outputs.record_report(output_dir, data.summary)
+    return summary, data.issues.top_rows, path
 
 
 def report_main(argv: Sequence[str]) -> int:
@@ -472,28 +693,29 @@ def report_main(argv: Sequence[str]) -> int:
         _, _, path = report_outputs(args.output_dir, True, names)
     except (LabelIssuesError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except OSError as error:
+        print(f"error: cannot write the report into {args.output_dir}: {error}", file=sys.stderr)
+        return EXIT_RUN_FAILED
     if path is None:
-        return 1
+        return EXIT_RUN_FAILED
     print(path)
-    return 0
+    return EXIT_OK
 
 
-class _DropWorkerTracebacksOfInputErrors(logging.Filter):
-    """Beam's workers log the traceback of any failure before the runner re-raises it;
-    for a bad input record the one-line message printed at the end says it all."""
-
-    _MARKERS = ("InvalidRecordError", "InputFileError")
+class _DropTracebacks(logging.Filter):
+    """Beam and its workers log the traceback of any failure before the runner
+    re-raises it; the one ``error:`` line printed at the end says what failed.
+    Records that carry a traceback are dropped (``BEAM_LABELISSUES_TRACEBACKS=1`` keeps them)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
         if record.exc_info:
-            text += logging.Formatter().formatException(record.exc_info)
-        return not any(marker in text for marker in self._MARKERS)
+            return False
+        return "Traceback (most recent call last)" not in record.getMessage()
 
 
-def main(argv: Optional[Sequence[str]] = None, source_wrapper=None) -> int:
-    """Runs the command line; returns the exit code."""
+def main(argv: Optional[Sequence[str]] = None, source_wrapper=None, state: Optional[RunState] = None) -> int:
+    """Runs the command line; returns the exit code (``EXIT_CODES``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["report"]:
         return report_main(argv[1:])
@@ -504,30 +726,40 @@ def main(argv: Optional[Sequence[str]] = None, source_wrapper=None) -> int:
     )
     if not args.quiet:
         logging.getLogger("apache_beam").setLevel(logging.WARNING)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_DropWorkerTracebacksOfInputErrors())
+    if os.environ.get("BEAM_LABELISSUES_TRACEBACKS") != "1":
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_DropTracebacks())
     try:
-        if not run_pipeline(args, beam_args, source_wrapper):
+        if pipeline_options(beam_args).view_as(TestOptions).dry_run:
+            _dry_run(args, beam_args, source_wrapper)
             print("Dry run: the pipeline was built and translated; nothing was run.")
-            return 0
-        summary, top, report_path = report_outputs(args.output, not args.no_report)
-        print_summary(args.output, summary, top, human_review_path(args), report_path)
+            return EXIT_OK
+        summary, top, review, report_path = run_to_publish(args, beam_args, source_wrapper, state)
     except LabelIssuesError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return exit_code_of(error)
+    except Exception as error:  # a failure we did not foresee: still one line, the details in the debug log
+        _LOG.debug("unexpected failure", exc_info=True)
+        print(f"error: unexpected failure: {_innermost_message(error)}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    print_summary(args.output, summary, top, review, human_review_path(args), report_path)
     if summary.num_examples == 0:
         _LOG.warning("the input has no valid examples: wrote an empty label_issues file")
-    return 0
+    return EXIT_OK
 
 
 def run_and_exit(argv: Optional[Sequence[str]] = None) -> None:
-    """The console entry point: ``main``, then a fast exit.
+    """The console entry point: ``main`` with interrupts handled, then a fast exit.
 
+    SIGINT, SIGTERM and SIGHUP end the run at once: the processes it started are
+    killed, its staging directory removed, one line printed (``processes``).
     Tearing down an interpreter that loaded Beam takes about half a second, and
     everything is written by then: run the exit handlers (Beam's stop job servers
     such as Flink's), flush, and leave without the teardown.
     """
-    exit_code = main(argv)
+    state = RunState()
+    InterruptHandler(state.on_interrupt).install()
+    exit_code = main(argv, state=state)
     atexit._run_exitfuncs()
     logging.shutdown()
     sys.stdout.flush()

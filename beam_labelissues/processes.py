@@ -1,0 +1,213 @@
+"""Ending a run promptly: interrupts of the command line, and processes that outlive it.
+
+- ``InterruptHandler`` (the launching process): SIGINT, SIGTERM and SIGHUP are
+  caught at the C level (``signal.set_wakeup_fd``) and handled in a thread of
+  their own, so a main thread blocked inside the runner cannot delay them (a
+  KeyboardInterrupt raised in the main thread of a multi-process run used to
+  leave the runner's threads waiting forever). The handler kills every process
+  the run started (the local runner's worker processes, a job server and what it
+  started), lets the caller clean up, prints one line and exits with 128 + the
+  signal number.
+- Worker processes find the launcher's process id in the environment
+  (``LAUNCHER_PID_ENV``, inherited by every process the run starts) when they
+  import this package, and exit within a second once the launcher is gone, even
+  after ``kill -9`` of the launcher, which no handler can see.
+
+Linux reads the process tree from /proc; elsewhere from ``ps``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Callable, Dict, List, Optional
+
+LAUNCHER_PID_ENV = "BEAM_LABELISSUES_LAUNCHER_PID"
+INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_PARENT_POLL_S = 0.5
+_worker_guard_started = False
+
+
+# --- the process tree ------------------------------------------------------------------
+
+
+def _parents_from_proc() -> Optional[Dict[int, int]]:
+    if not os.path.isdir("/proc"):
+        return None
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+            parents[int(entry)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue  # ended meanwhile
+    return parents
+
+
+def _parents_from_ps() -> Dict[int, int]:
+    try:
+        text = subprocess.run(["ps", "-Ao", "pid=,ppid="], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    parents = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit():
+            parents[int(fields[0])] = int(fields[1])
+    return parents
+
+
+def descendants(pid: Optional[int] = None) -> List[int]:
+    """Every process below ``pid`` (default: this process) in the process tree."""
+    root = os.getpid() if pid is None else pid
+    parents = _parents_from_proc()
+    if parents is None:
+        parents = _parents_from_ps()
+    children: Dict[int, List[int]] = {}
+    for child, parent in parents.items():
+        children.setdefault(parent, []).append(child)
+    found, queue = [], [root]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            if child != root and child not in found:
+                found.append(child)
+                queue.append(child)
+    return found
+
+
+def kill_descendants() -> int:
+    """SIGKILLs every process this one started, directly or not; returns how many.
+
+    The tree is read before killing anything (a killed parent's children would be
+    handed to init and lost from view), and read again for any started meanwhile.
+    """
+    killed = 0
+    for _ in range(3):
+        pids = descendants()
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except OSError:
+                pass
+    return killed
+
+
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, dead but not yet reaped, does not count)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if not os.path.isdir("/proc"):
+        return True  # not Linux: kill(pid, 0) said it exists
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False  # ended between the two looks
+
+
+# --- the launcher -----------------------------------------------------------------------
+
+
+class InterruptHandler:
+    """Ends the run at SIGINT, SIGTERM or SIGHUP: kill the run's processes, clean up, one line, exit.
+
+    ``cleanup(signum)`` runs in the handler's thread and returns the sentence the
+    one-line message ends with (what became of the outputs). Install it from the
+    main thread; it marks this process as the launcher for the workers it starts.
+    """
+
+    def __init__(self, cleanup: Callable[[int], str], out=None):
+        self._cleanup = cleanup
+        self._out = out
+        self._previous: Dict[int, object] = {}
+        self._previous_fd: Optional[int] = None
+        self._pipe = None
+        self._installed = False
+
+    def install(self) -> "InterruptHandler":
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("install the interrupt handler from the main thread")
+        os.environ[LAUNCHER_PID_ENV] = str(os.getpid())
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)
+        self._pipe = (read_fd, write_fd)
+        for signum in INTERRUPT_SIGNALS:
+            # The Python-level handler does nothing: raising KeyboardInterrupt in the main
+            # thread is what left runs hanging. The C-level handler writes the signal
+            # number to the wakeup fd, which the watching thread reads at once.
+            self._previous[signum] = signal.signal(signum, _ignore_in_main_thread)
+        self._previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        threading.Thread(target=self._watch, name="beam-labelissues-interrupts", daemon=True).start()
+        self._installed = True
+        return self
+
+    def _watch(self) -> None:
+        read_fd = self._pipe[0]
+        while True:
+            try:
+                data = os.read(read_fd, 64)
+            except OSError:
+                return
+            if not data:
+                return
+            for signum in data:
+                if signum in [int(s) for s in INTERRUPT_SIGNALS]:
+                    self._end(signum)
+
+    def _end(self, signum: int) -> None:
+        kill_descendants()
+        try:
+            outcome = self._cleanup(signum)
+        except BaseException as error:  # noqa: BLE001  the exit below must happen
+            outcome = f"cleaning up failed: {error}"
+        kill_descendants()
+        name = signal.Signals(signum).name
+        out = self._out or sys.stderr
+        try:
+            out.write(f"error: interrupted by {name}: {outcome}\n")
+            out.flush()
+        finally:
+            os._exit(128 + signum)
+
+
+def _ignore_in_main_thread(signum, frame) -> None:
+    """See ``InterruptHandler.install``."""
+
+
+# --- in worker processes ------------------------------------------------------------------
+
+
+def guard_worker_process() -> None:
+    """In a process the command line started (not the launcher itself): exit once the launcher is gone.
+
+    Called when this package is imported, which a worker does before it runs any
+    of the run's steps. A no-op anywhere else (no launcher in the environment).
+    """
+    global _worker_guard_started
+    launcher = os.environ.get(LAUNCHER_PID_ENV, "")
+    if _worker_guard_started or not launcher.isdigit() or int(launcher) == os.getpid():
+        return
+    _worker_guard_started = True
+    threading.Thread(
+        target=_exit_when_gone, args=(int(launcher),), name="beam-labelissues-launcher-watch", daemon=True
+    ).start()
+
+
+def _exit_when_gone(launcher: int) -> None:
+    while process_alive(launcher):
+        time.sleep(_PARENT_POLL_S)
+    os._exit(1)
