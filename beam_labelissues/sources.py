@@ -26,11 +26,14 @@ class ExampleSource(beam.PTransform):
     an extra stage per pass.
 
     ``id_type`` is the Arrow type of the ids the source yields and ``description``
-    says in a line what it reads (it goes into summary.json).
+    says in a line what it reads (it goes into summary.json). ``unique_ids`` is
+    True when the ids cannot repeat (row numbers); otherwise ``FindLabelIssues``
+    checks them (see duplicates.py).
     """
 
     id_type: pa.DataType = pa.int64()
     description: str = ""
+    unique_ids: bool = False
 
     def __init__(self, reshuffle: bool = True):
         super().__init__()

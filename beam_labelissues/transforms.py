@@ -34,6 +34,7 @@ from beam_labelissues.combiners import (
     LowestScoresFn,
     ThresholdStats,
 )
+from beam_labelissues.duplicates import CheckUniqueCandidateIds
 from beam_labelissues.io.outputs import Summary
 from beam_labelissues.options import LabelIssuesOptions
 from beam_labelissues.validation import invalid_record_error, validate_batch
@@ -535,7 +536,13 @@ class FindLabelIssues(beam.PTransform):
             )
         else:  # a run that meets an invalid record fails, so a finished one had none
             num_invalid, invalid = 0, None
-        summary = pinput.pipeline | "SummaryOnce" >> beam.Create([None]) | "Summary" >> beam.Map(
+        if getattr(self._source, "unique_ids", False):
+            summary_trigger = pinput.pipeline | "SummaryOnce" >> beam.Create([None])
+        else:  # the summary waits for the check (see duplicates.py)
+            summary_trigger = (
+                candidates.sure, candidates[SelectIssueCandidates.BOUNDARY]
+            ) | "CheckUniqueIds" >> CheckUniqueCandidateIds()
+        summary = summary_trigger | "Summary" >> beam.Map(
             lambda _, *args: _summary(*args),
             totals_side,
             thresholds_side,

@@ -274,6 +274,8 @@ def read_tasks(num_rows: int, rows_per_task: int) -> List[Tuple[int, int]]:
 class ReadNpyExamples(ExampleSource):
     """Reads labels.npy + pred_probs.npy as ``ExampleBatch`` elements; id = row index."""
 
+    unique_ids = True  # row numbers
+
     def __init__(self, pair: NpyPair, batch_size: Optional[int] = None, reshuffle: bool = True):
         super().__init__(reshuffle)
         self._pair = pair

@@ -558,6 +558,7 @@ class ReadParquetExamples(ExampleSource):
         self._batch_rows = rows_per_batch(self._num_classes, dataset.prob_itemsize, batch_size)
         self.id_type = dataset.id_type
         self.description = dataset.description
+        self.unique_ids = dataset.columns.id is None  # row numbers
 
     def read_tasks(self) -> List[RowGroupTask]:
         return list(self._dataset.tasks)
