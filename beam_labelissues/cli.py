@@ -177,7 +177,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
         help="The number of classes K. Default: the number of columns of pred_probs (.npy), "
         "else the fixed_size_list size, the number of --pred_probs_columns, or the list length "
         "most of the first 10,000 rows of the first file share (Parquet; rows of another length "
-        "are named in a warning and are invalid records). At most 1,000,000.",
+        "are named in a warning and are invalid records). At most 100,000.",
     )
     settings = parser.add_argument_group("confident learning (named as in cleanlab)")
     settings.add_argument(

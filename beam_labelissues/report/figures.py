@@ -15,6 +15,7 @@ import numpy as np
 from beam_labelissues.report.format import fmt_score, short_label
 
 CLASS_BARS_MAX = 40  # classes drawn in the issues-per-class chart
+THRESHOLD_BARS_MAX = 2000  # above this many classes the thresholds are drawn as one filled step line
 HEATMAP_FULL_MAX_K = 60  # above this, the heat map aggregates classes into blocks
 HEATMAP_BLOCKS = 50  # number of blocks per axis when aggregating
 HEATMAP_ANNOTATE_MAX_K = 20  # write counts into the cells up to this many classes
@@ -215,8 +216,11 @@ def thresholds_figure(thresholds: np.ndarray, examples_per_class: np.ndarray,
     fig = _new_figure(10, 3.6 if k <= 30 else 3.0)
     ax = fig.add_subplot()
     _style_axes(ax)
-    colors = np.where(examples_per_class > 0, _BASE_COLOR, _MUTED_COLOR)
-    ax.bar(x, thresholds, color=colors, width=0.8 if k <= 200 else 1.0)
+    if k <= THRESHOLD_BARS_MAX:
+        colors = np.where(examples_per_class > 0, _BASE_COLOR, _MUTED_COLOR)
+        ax.bar(x, thresholds, color=colors, width=0.8 if k <= 200 else 1.0)
+    else:  # one artist for all classes: a bar per class costs seconds per thousand classes
+        ax.stairs(thresholds, np.arange(k + 1) - 0.5, fill=True, color=_BASE_COLOR)
     if k <= 30:
         ax.set_xticks(x, [short_label(int(i), names, 16) for i in x], rotation=45,
                       ha="right", fontsize=8)
@@ -229,7 +233,8 @@ def thresholds_figure(thresholds: np.ndarray, examples_per_class: np.ndarray,
         from matplotlib.patches import Patch
 
         empty = np.flatnonzero(examples_per_class == 0)
-        ax.scatter(empty, np.full(len(empty), 0.02), marker="x", color=_MUTED_COLOR, zorder=3)
+        ax.scatter(empty, np.full(len(empty), 0.02), marker="x", color=_MUTED_COLOR, zorder=3,
+                   rasterized=len(empty) > THRESHOLD_BARS_MAX)
         ax.legend(handles=[Patch(color=_MUTED_COLOR, label="× class has no examples (threshold is the 2e-6 floor)")],
                   loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
     return _png(fig)
