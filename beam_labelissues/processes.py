@@ -29,6 +29,7 @@ from typing import Callable, Dict, List, Optional
 LAUNCHER_PID_ENV = "BEAM_LABELISSUES_LAUNCHER_PID"
 INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _PARENT_POLL_S = 0.5
+_EXITING_GRACE_S = 0.5
 _worker_guard_started = False
 
 
@@ -169,6 +170,9 @@ class InterruptHandler:
                     self._end(signum)
 
     def _end(self, signum: int) -> None:
+        # Threads that watched the killed processes raise as they notice: the run is
+        # ending, and its one line is below.
+        threading.excepthook = _quiet_thread_exception
         kill_descendants()
         try:
             outcome = self._cleanup(signum)
@@ -188,6 +192,10 @@ def _ignore_in_main_thread(signum, frame) -> None:
     """See ``InterruptHandler.install``."""
 
 
+def _quiet_thread_exception(args) -> None:
+    """``threading.excepthook`` while an interrupted run ends."""
+
+
 # --- in worker processes ------------------------------------------------------------------
 
 
@@ -202,12 +210,38 @@ def guard_worker_process() -> None:
     if _worker_guard_started or not launcher.isdigit() or int(launcher) == os.getpid():
         return
     _worker_guard_started = True
+    launcher_pid = int(launcher)
+    previous_hook = threading.excepthook
+
+    def hook(args) -> None:
+        # The runner's threads fail as their connections to the launcher close: when the
+        # launcher is gone, that is the end of this worker, not an error to print. The
+        # connections close while the launcher is still exiting: give it a moment.
+        deadline = time.monotonic() + _EXITING_GRACE_S
+        while time.monotonic() < deadline:
+            if not process_alive(launcher_pid):
+                os._exit(1)
+            time.sleep(0.02)
+        previous_hook(args)
+
+    threading.excepthook = hook
     threading.Thread(
-        target=_exit_when_gone, args=(int(launcher),), name="beam-labelissues-launcher-watch", daemon=True
+        target=_exit_when_gone, args=(launcher_pid,), name="beam-labelissues-launcher-watch", daemon=True
     ).start()
 
 
 def _exit_when_gone(launcher: int) -> None:
-    while process_alive(launcher):
-        time.sleep(_PARENT_POLL_S)
+    """Exits this process as soon as ``launcher`` ends: at once through a pidfd
+    (Linux 5.3+), else within ``_PARENT_POLL_S``."""
+    try:
+        import select
+
+        pidfd = os.pidfd_open(launcher)
+    except (AttributeError, OSError):
+        pidfd = None
+    if pidfd is not None:
+        select.select([pidfd], [], [])  # readable once the process has ended
+    else:
+        while process_alive(launcher):
+            time.sleep(_PARENT_POLL_S)
     os._exit(1)
