@@ -35,7 +35,7 @@ from beam_labelissues.io import outputs
 from beam_labelissues.io import paths
 from beam_labelissues.io.class_names import load_class_names
 from beam_labelissues.io.human_review import load_human_review, review_of_issues
-from beam_labelissues.io.output_dir import OutputDirectory
+from beam_labelissues.io.output_dir import OutputDirectory, check_output_path
 from beam_labelissues.options import ON_INVALID_CHOICES, LabelIssuesOptions, default
 from beam_labelissues.processes import InterruptHandler
 from beam_labelissues.transforms import FindLabelIssues
@@ -592,6 +592,7 @@ def run_to_publish(args: argparse.Namespace, beam_args: List[str], source_wrappe
     output directory is left as it was.
     """
     state = state or RunState()
+    check_output_path(args.output)  # an unusable --output is refused before anything else
     review = _load_review(args)
     output = OutputDirectory(args.output, overwrite=args.overwrite)
     pipeline, inputs = _build(args, beam_args, source_wrapper, output.staging)
@@ -711,7 +712,7 @@ class _DropTracebacks(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info:
             return False
-        return "Traceback (most recent call last)" not in record.getMessage()
+        return "(most recent call last)" not in record.getMessage()
 
 
 def main(argv: Optional[Sequence[str]] = None, source_wrapper=None, state: Optional[RunState] = None) -> int:

@@ -87,11 +87,11 @@ def read_npy_header(path: str) -> NpyHeader:
     if kind:
         raise InputFileError(f"{path}: is a {kind}, not a regular file")
     try:
-        if not FileSystems.exists(path):
+        if not paths.exists_or_unreachable(path):
             raise InputFileError(f"{path}: no such file")
     except InputFileError:
         raise
-    except Exception as error:  # BeamIOError, an unreachable filesystem
+    except Exception as error:  # BeamIOError, an unreachable filesystem, no credentials
         raise InputFileError(f"{path}: cannot read: {error}") from error
     try:
         with _open(path) as handle:

@@ -77,6 +77,12 @@ def is_plain_name(name: str) -> bool:
     )
 
 
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    text = f"{type(error).__name__}: {text}" if not isinstance(error, OSError) or not text else text
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
 def _human_bytes(size: int) -> str:
     for unit in ("bytes", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":
@@ -272,7 +278,10 @@ class OutputDirectory:
         of ours (unless ``overwrite``)."""
         path = self.path
         check_output_path(path)
-        self._created = not paths.exists(path)
+        try:
+            self._created = not paths.exists_or_unreachable(path)
+        except Exception as error:  # UnreachableError, no credentials, ...
+            raise OutputDirError(f"--output {path}: cannot reach the filesystem: {_one_line(error)}") from error
         try:
             paths.make_directories(path)
         except Exception as error:  # OSError, BeamIOError, a cloud client's errors

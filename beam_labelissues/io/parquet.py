@@ -94,13 +94,14 @@ def _open(path: str):
 def match_files(pattern: str) -> List[str]:
     """The files matching ``pattern``, in sorted-name order; an error if there are none."""
     try:
+        paths.exists_or_unreachable(pattern)  # a first question that cannot hang for minutes
         result = FileSystems.match([pattern])[0]
     except Exception as error:  # BeamIOError, or ValueError for an unknown scheme
         raise InputFileError(f"{pattern}: cannot list matching files: {error}") from error
-    paths = sorted(metadata.path for metadata in result.metadata_list)
-    if not paths:
+    matched = sorted(metadata.path for metadata in result.metadata_list)
+    if not matched:
         raise InputFileError(f"{pattern}: no files match")
-    return paths
+    return matched
 
 
 def _is_float(data_type: pa.DataType) -> bool:

@@ -16,12 +16,29 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import threading
+import warnings
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 
 _GLOB_CHARS = "[]*?"
+# How long the first question to a remote filesystem may take before it counts as
+# unreachable (credentials and DNS are retried for minutes otherwise).
+REMOTE_TIMEOUT_ENV = "BEAM_LABELISSUES_REMOTE_TIMEOUT_S"
+DEFAULT_REMOTE_TIMEOUT_S = 30.0
+
+
+class UnreachableError(OSError):
+    """A remote filesystem did not answer in time."""
+
+
+def remote_timeout_s() -> float:
+    try:
+        return max(0.1, float(os.environ.get(REMOTE_TIMEOUT_ENV, DEFAULT_REMOTE_TIMEOUT_S)))
+    except ValueError:
+        return DEFAULT_REMOTE_TIMEOUT_S
 
 
 def is_local(path: str) -> bool:
@@ -44,8 +61,13 @@ def join(directory: str, *names: str) -> str:
 
 def check_filesystem(path: str) -> None:
     """Raises ValueError when no Beam filesystem serves ``path`` (an unknown scheme,
-    or gs:// without ``apache-beam[gcp]``)."""
-    FileSystems.get_filesystem(path)
+    gs:// without ``apache-beam[gcp]``, s3:// without boto3)."""
+    try:
+        FileSystems.get_filesystem(path)
+    except ValueError:
+        raise
+    except Exception as error:  # Beam's S3 filesystem asserts that boto3 is there
+        raise ValueError(f"{type(error).__name__}: {error}") from error
 
 
 def exists(path: str) -> bool:
@@ -53,6 +75,31 @@ def exists(path: str) -> bool:
     if is_local(path):
         return os.path.lexists(path)
     return FileSystems.exists(path)
+
+
+def exists_or_unreachable(path: str) -> bool:
+    """``exists``, but a remote filesystem that does not answer within ``remote_timeout_s()``
+    raises ``UnreachableError`` instead of retrying for minutes. Errors of the
+    filesystem itself (no credentials, no such bucket) are raised as they are."""
+    if is_local(path):
+        return exists(path)
+    answer: Dict[str, object] = {}
+
+    def ask():
+        try:
+            answer["exists"] = FileSystems.exists(path)
+        except BaseException as error:  # noqa: BLE001  handed to the caller
+            answer["error"] = error
+
+    timeout = remote_timeout_s()
+    asker = threading.Thread(target=ask, name="beam-labelissues-probe", daemon=True)
+    asker.start()
+    asker.join(timeout)
+    if asker.is_alive():
+        raise UnreachableError(f"{path}: the filesystem did not answer within {timeout:g} s (network or credentials?)")
+    if "error" in answer:
+        raise answer["error"]
+    return bool(answer["exists"])
 
 
 def _below(directory: str) -> str:
@@ -73,7 +120,7 @@ def list_tree(directory: str) -> Iterator[Tuple[str, int]]:
         return
     prefix = _below(directory)
     try:
-        results = FileSystems.match([escape_glob(prefix) + "**"])
+        results = _match_exactly(escape_glob(prefix) + "**")
     except BeamIOError as error:
         if _only_not_found(error):
             return
@@ -81,6 +128,13 @@ def list_tree(directory: str) -> Iterator[Tuple[str, int]]:
     for metadata in results[0].metadata_list:
         if metadata.path.startswith(prefix) and len(metadata.path) > len(prefix):
             yield metadata.path[len(prefix):], metadata.size_in_bytes
+
+
+def _match_exactly(pattern: str):
+    # An escaped "[" reads "[[]", which Python's re flags as a possible nested set.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return FileSystems.match([pattern])
 
 
 def _only_not_found(error: BeamIOError) -> bool:
@@ -113,7 +167,9 @@ def delete_file(path: str) -> None:
         return
     if not FileSystems.exists(path):
         return
-    FileSystems.delete([escape_glob(path)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        FileSystems.delete([escape_glob(path)])
 
 
 def delete_tree(directory: str) -> None:
@@ -126,6 +182,11 @@ def delete_tree(directory: str) -> None:
         return
     for relative, _ in list(list_tree(directory)):
         delete_file(_below(directory) + relative)
+    # Object stores have no directories. A filesystem that has them keeps the emptied
+    # tree, which only a pattern can name; with glob characters in the path no pattern
+    # names it alone, and the empty directory stays.
+    if not has_glob_chars(directory) and FileSystems.exists(directory):
+        FileSystems.delete([directory])
 
 
 def remove_empty_directory(directory: str) -> None:

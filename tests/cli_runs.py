@@ -1,0 +1,124 @@
+"""Helpers for the tests of failures and of the output directory: the command line in a
+subprocess on a local or a ``testgs://`` path, snapshots of folders, input files.
+
+No tests live here.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Callable, Dict, Optional
+
+import numpy as np
+
+from datasets import DatasetSpec, make_dataset, write_npy
+from harness import CLI_COMMAND
+from input_files import PrefixedLocalFileSystem
+
+TESTGS_DRIVER = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "testgs_cli.py")]
+FILESYSTEMS = ("local", "testgs")
+STAGING_PREFIX = ".beam-labelissues-staging-"
+LOCK_FILE = ".beam-labelissues.lock"
+# A run long enough to be interrupted or raced in the middle (a few seconds of pipeline).
+LONG_SPEC = DatasetSpec(3_000_000, 10, "float32", "int64", noise=0.1, seed=3)
+
+
+def path_on(fs: str, path) -> str:
+    """``path`` as the command line of that filesystem names it."""
+    return str(path) if fs == "local" else PrefixedLocalFileSystem.remote(str(path))
+
+
+def cli_command(fs: str = "local"):
+    return list(CLI_COMMAND) if fs == "local" else list(TESTGS_DRIVER)
+
+
+def run_cli(*args, fs: str = "local", timeout: float = 300, env: Optional[Dict[str, str]] = None, cwd=None):
+    """The command line (or the testgs driver) in a subprocess; the CompletedProcess."""
+    environ = dict(os.environ, **(env or {}))
+    return subprocess.run(cli_command(fs) + [str(a) for a in args], capture_output=True, text=True,
+                          timeout=timeout, env=environ, cwd=cwd)
+
+
+def start_cli(*args, fs: str = "local", env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
+    """The command line started in a session of its own (so the test can find what it starts)."""
+    environ = dict(os.environ, **(env or {}))
+    return subprocess.Popen(cli_command(fs) + [str(a) for a in args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=environ, start_new_session=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 120):
+    """Waits for a started run; kills its whole session if it hangs (and says so)."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(f"the run hung for {timeout} s; stderr:\n{err[-4000:]}")
+    return proc.returncode, out, err
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 60, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout} s for {what or condition}")
+        time.sleep(0.05)
+
+
+def snapshot(directory) -> Dict[str, bytes]:
+    """Every file below ``directory`` (hidden ones too) by relative path, with its bytes."""
+    files = {}
+    for root, _, names in os.walk(str(directory)):
+        for name in names:
+            full = os.path.join(root, name)
+            with open(full, "rb") as handle:
+                files[os.path.relpath(full, str(directory))] = handle.read()
+    return files
+
+
+def staging_dirs(directory):
+    return sorted(n for n in os.listdir(str(directory)) if n.startswith(STAGING_PREFIX))
+
+
+def one_error_line(stderr: str) -> str:
+    """The ``error:`` line of a failed run; asserts there is exactly one and no traceback."""
+    assert "Traceback" not in stderr, stderr[-4000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr[-4000:]
+    return errors[0]
+
+
+def small_npy(directory, num_examples: int = 2000, num_classes: int = 4, seed: int = 21, labels=None):
+    """A real .npy pair with label issues in it; returns (labels path, pred_probs path)."""
+    spec = DatasetSpec(num_examples, num_classes, "float32", "int64", noise=0.2, seed=seed)
+    generated_labels, probs = make_dataset(spec)
+    return write_npy(str(directory), generated_labels if labels is None else labels, probs)
+
+
+def long_npy(directory):
+    """The .npy pair of ``LONG_SPEC`` (about 120 MB of pred_probs)."""
+    labels, probs = make_dataset(LONG_SPEC)
+    return write_npy(str(directory), labels, probs)
+
+
+def descendants_alive(pids) -> list:
+    """Those of ``pids`` still running (zombies do not count)."""
+    alive = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                if handle.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    alive.append(pid)
+        except OSError:
+            pass
+    return alive
+
+
+def with_invalid_label(labels_path: str, row: int, value: int) -> np.ndarray:
+    labels = np.load(labels_path)
+    labels[row] = value
+    return labels
