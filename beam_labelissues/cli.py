@@ -37,7 +37,7 @@ from beam_labelissues.io.class_names import load_class_names
 from beam_labelissues.io.human_review import load_human_review, review_of_issues
 from beam_labelissues.io.output_dir import OutputDirectory, check_output_path
 from beam_labelissues.options import ON_INVALID_CHOICES, LabelIssuesOptions, default
-from beam_labelissues.processes import InterruptHandler
+from beam_labelissues.processes import TRACEBACKS_ENV, InterruptHandler
 from beam_labelissues.transforms import FindLabelIssues
 from beam_labelissues.validation import (
     DuplicateIdError,
@@ -610,6 +610,7 @@ def run_to_publish(args: argparse.Namespace, beam_args: List[str], source_wrappe
                 review_result = review_of_issues(flagged, review)
             summary = output.publish()
         except Exception as error:
+            output.abandon()  # first: what the message says about free space is then true
             raise _run_failure(error, output, inputs, args) from error
     report_path = outputs.output_path(args.output, outputs.REPORT_FILE) if report_file else None
     return summary, top, review_result, report_path
@@ -727,7 +728,7 @@ def main(argv: Optional[Sequence[str]] = None, source_wrapper=None, state: Optio
     )
     if not args.quiet:
         logging.getLogger("apache_beam").setLevel(logging.WARNING)
-    if os.environ.get("BEAM_LABELISSUES_TRACEBACKS") != "1":
+    if os.environ.get(TRACEBACKS_ENV) != "1":
         for handler in logging.getLogger().handlers:
             handler.addFilter(_DropTracebacks())
     try:

@@ -8,10 +8,18 @@
   the run started (the local runner's worker processes, a job server and what it
   started), lets the caller clean up, prints one line and exits with 128 + the
   signal number.
+- A watchdog process (``_watchdog.py``, started with the handler) kills every
+  process the run started once the launcher is gone, even after ``kill -9`` of
+  the launcher, which no handler can see.
 - Worker processes find the launcher's process id in the environment
   (``LAUNCHER_PID_ENV``, inherited by every process the run starts) when they
-  import this package, and exit within a second once the launcher is gone, even
-  after ``kill -9`` of the launcher, which no handler can see.
+  import this package (before they run any step of the run): they then ignore
+  SIGINT (a terminal's Ctrl-C reaches the whole process group; the launcher ends
+  them), exit as soon as the launcher is gone without printing the errors of
+  their broken connections, and leave the tracebacks of failures to the
+  launcher's one line (``TRACEBACKS_ENV=1`` keeps them). A Ctrl-C in the second
+  or two while a worker process is still importing Beam, before that, may still
+  print that worker's KeyboardInterrupt.
 
 Linux reads the process tree from /proc; elsewhere from ``ps``.
 """
@@ -27,6 +35,8 @@ import time
 from typing import Callable, Dict, List, Optional
 
 LAUNCHER_PID_ENV = "BEAM_LABELISSUES_LAUNCHER_PID"
+TRACEBACKS_ENV = "BEAM_LABELISSUES_TRACEBACKS"
+WATCHDOG_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_watchdog.py")
 INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _PARENT_POLL_S = 0.5
 _EXITING_GRACE_S = 0.5
@@ -153,6 +163,7 @@ class InterruptHandler:
             self._previous[signum] = signal.signal(signum, _ignore_in_main_thread)
         self._previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
         threading.Thread(target=self._watch, name="beam-labelissues-interrupts", daemon=True).start()
+        start_watchdog()
         self._installed = True
         return self
 
@@ -186,6 +197,17 @@ class InterruptHandler:
             out.flush()
         finally:
             os._exit(128 + signum)
+
+
+def start_watchdog() -> Optional[subprocess.Popen]:
+    """Starts ``_watchdog.py`` for this process (see the module docstring); None where it cannot run."""
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-I", WATCHDOG_SCRIPT, str(os.getpid())],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True,
+        )
+    except OSError:
+        return None
 
 
 def _ignore_in_main_thread(signum, frame) -> None:
@@ -225,9 +247,52 @@ def guard_worker_process() -> None:
         previous_hook(args)
 
     threading.excepthook = hook
+    _ignore_sigint()
+    if os.environ.get(TRACEBACKS_ENV) != "1":
+        # Beam's worker prints the traceback of a failed bundle to stderr, which it shares
+        # with the launcher; the launcher reports the failure in one line.
+        sys.stderr = _WithoutTracebacks(sys.stderr)
     threading.Thread(
         target=_exit_when_gone, args=(launcher_pid,), name="beam-labelissues-launcher-watch", daemon=True
     ).start()
+
+
+def _ignore_sigint() -> None:
+    """Ignores SIGINT in this whole process, from any thread.
+
+    A terminal sends Ctrl-C to the whole process group, workers included; the
+    launcher ends them itself, and a worker's KeyboardInterrupt would only print a
+    traceback. ``signal.signal`` works from the main thread only, and this runs
+    in the thread that loads the run's steps: set the disposition through libc.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.signal.restype = ctypes.c_void_p
+        libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
+        libc.signal(int(signal.SIGINT), ctypes.c_void_p(1))  # SIG_IGN
+    except (OSError, AttributeError):
+        pass  # not POSIX libc: a Ctrl-C may then print a worker's traceback
+
+
+class _WithoutTracebacks:
+    """A text stream that drops the writes holding a traceback."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._dropped = False
+
+    def write(self, text):
+        # print() writes its text, then the line end: drop both.
+        if "(most recent call last)" in text or (self._dropped and text == "\n"):
+            self._dropped = not self._dropped
+            return len(text)
+        self._dropped = False
+        return self._stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 def _exit_when_gone(launcher: int) -> None:

@@ -105,17 +105,58 @@ def long_npy(directory):
     return write_npy(str(directory), labels, probs)
 
 
-def descendants_alive(pids) -> list:
-    """Those of ``pids`` still running (zombies do not count)."""
-    alive = []
-    for pid in pids:
+def group_members(group: int) -> Dict[int, str]:
+    """Live processes (not zombies) of process group ``group``: pid -> command line."""
+    members = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
         try:
-            with open(f"/proc/{pid}/stat") as handle:
-                if handle.read().rsplit(")", 1)[1].split()[0] != "Z":
-                    alive.append(pid)
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            if fields[0] == "Z" or int(fields[2]) != group:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                members[int(entry)] = handle.read().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            continue
+    return members
+
+
+def ignores_sigint(pid: int) -> bool:
+    """True when process ``pid`` ignores SIGINT (its SigIgn mask in /proc)."""
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("SigIgn:"):
+                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+    except OSError:
+        pass
+    return False
+
+
+def kill_group(group: int) -> None:
+    for pid in group_members(group):
+        try:
+            os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
-    return alive
+
+
+def namespace_prefix() -> Optional[list]:
+    """A command prefix that runs its command in a mount namespace of its own (as root
+    there), where a test may mount a small or read-only filesystem; None if the
+    system allows none."""
+    candidates = [["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"]]
+    if os.geteuid() == 0:
+        candidates.insert(0, ["unshare", "--mount", "--propagation", "private"])
+    for prefix in candidates:
+        try:
+            if subprocess.run(prefix + ["true"], capture_output=True, timeout=30).returncode == 0:
+                return prefix
+        except (OSError, subprocess.SubprocessError):
+            continue
+    return None
 
 
 def with_invalid_label(labels_path: str, row: int, value: int) -> np.ndarray:
