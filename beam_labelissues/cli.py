@@ -22,11 +22,11 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, TestOptions
 
 from beam_labelissues import demo, kernels
@@ -37,7 +37,7 @@ from beam_labelissues.io.class_names import load_class_names
 from beam_labelissues.io.human_review import load_human_review, review_of_issues
 from beam_labelissues.io.output_dir import OutputDirectory, check_output_path
 from beam_labelissues.options import ON_INVALID_CHOICES, LabelIssuesOptions, default
-from beam_labelissues.processes import TRACEBACKS_ENV, InterruptHandler
+from beam_labelissues.processes import TRACEBACKS_ENV, InterruptHandler, wait_if_interrupted
 from beam_labelissues.transforms import FindLabelIssues
 from beam_labelissues.validation import (
     DuplicateIdError,
@@ -49,6 +49,18 @@ from beam_labelissues.validation import (
 )
 
 PROG = "beam-labelissues"
+DEFAULT_OUTPUT = "label_issues_output"
+# The in-process runner: "DirectRunner" would first try to download the Prism runner.
+DEFAULT_RUNNER = "FnApiRunner"
+# From this much pred_probs on, the local runner gets one worker process per core: below
+# it the workers' start-up costs more than they save (see "Runners" in README.md).
+MULTI_PROCESS_FROM_BYTES = 1 << 30
+_LOCAL_WORKER_OPTIONS = ("--runner", "--direct_num_workers", "--direct_running_mode")
+# Options of a runner's Java job server that Python's option classes do not declare;
+# Beam passes them on to the job server.
+_JOB_SERVER_OPTIONS = {"flink_conf_dir"}
+_PRINTED_ISSUES = 10
+_LOG = logging.getLogger("beam_labelissues")
 
 # Exit codes, one per kind of outcome (README.md, "Exit codes").
 EXIT_OK = 0
@@ -64,6 +76,7 @@ EXIT_CODES = {
     EXIT_BAD_INPUT: "the input data is refused (a file, an invalid record, duplicate ids); nothing was published",
     EXIT_INTERRUPTED + signal.SIGINT: "interrupted by SIGINT (Ctrl-C); nothing was published",
     EXIT_INTERRUPTED + signal.SIGTERM: "interrupted by SIGTERM (kill); nothing was published",
+    EXIT_INTERRUPTED + signal.SIGHUP: "interrupted by SIGHUP (the terminal closed); nothing was published",
 }
 
 
@@ -74,19 +87,6 @@ def exit_code_of(error: BaseException) -> int:
     if isinstance(error, UsageError):
         return EXIT_USAGE
     return EXIT_RUN_FAILED
-
-DEFAULT_OUTPUT = "label_issues_output"
-# The in-process runner: "DirectRunner" would first try to download the Prism runner.
-DEFAULT_RUNNER = "FnApiRunner"
-# From this much pred_probs on, the local runner gets one worker process per core: below
-# it the workers' start-up costs more than they save (see "Runners" in README.md).
-MULTI_PROCESS_FROM_BYTES = 1 << 30
-_LOCAL_WORKER_OPTIONS = ("--runner", "--direct_num_workers", "--direct_running_mode")
-# Options of a runner's Java job server that Python's option classes do not declare;
-# Beam passes them on to the job server.
-_JOB_SERVER_OPTIONS = {"flink_conf_dir"}
-_PRINTED_ISSUES = 10
-_LOG = logging.getLogger("beam_labelissues")
 
 
 # --- the options -------------------------------------------------------------------
@@ -460,11 +460,6 @@ def _our_error(error: BaseException) -> Optional[LabelIssuesError]:
     return None
 
 
-def _our_error_message(error: BaseException) -> Optional[str]:
-    found = _our_error(error)
-    return None if found is None else str(found)
-
-
 def _no_space(error: BaseException) -> Optional[BaseException]:
     """The link of ``error``'s chain that says the disk is full, if any."""
     for link in _chain(error):
@@ -550,6 +545,7 @@ class RunState:
 
     def __init__(self):
         self.output: Optional[OutputDirectory] = None
+        self.interrupted: Optional[threading.Event] = None  # the interrupt handler's
 
     def on_interrupt(self, signum: int) -> str:
         """Cleans up after an interrupt (in the interrupt handler's thread); says what became of the outputs."""
@@ -596,8 +592,8 @@ def run_to_publish(args: argparse.Namespace, beam_args: List[str], source_wrappe
     review = _load_review(args)
     output = OutputDirectory(args.output, overwrite=args.overwrite)
     pipeline, inputs = _build(args, beam_args, source_wrapper, output.staging)
-    output.open()  # only once the inputs are checked: a refused input writes nothing
     state.output = output
+    output.open()  # only once the inputs are checked: a refused input writes nothing
     with output.held():
         started = time.monotonic()
         try:
@@ -738,12 +734,15 @@ def main(argv: Optional[Sequence[str]] = None, source_wrapper=None, state: Optio
             return EXIT_OK
         summary, top, review, report_path = run_to_publish(args, beam_args, source_wrapper, state)
     except LabelIssuesError as error:
+        wait_if_interrupted(state and state.interrupted)  # the run failed because it was interrupted
         print(f"error: {error}", file=sys.stderr)
         return exit_code_of(error)
     except Exception as error:  # a failure we did not foresee: still one line, the details in the debug log
+        wait_if_interrupted(state and state.interrupted)
         _LOG.debug("unexpected failure", exc_info=True)
         print(f"error: unexpected failure: {_innermost_message(error)}", file=sys.stderr)
         return EXIT_RUN_FAILED
+    wait_if_interrupted(state and state.interrupted)
     print_summary(args.output, summary, top, review, human_review_path(args), report_path)
     if summary.num_examples == 0:
         _LOG.warning("the input has no valid examples: wrote an empty label_issues file")
@@ -760,8 +759,9 @@ def run_and_exit(argv: Optional[Sequence[str]] = None) -> None:
     such as Flink's), flush, and leave without the teardown.
     """
     state = RunState()
-    InterruptHandler(state.on_interrupt).install()
+    state.interrupted = InterruptHandler(state.on_interrupt).install().interrupted
     exit_code = main(argv, state=state)
+    wait_if_interrupted(state.interrupted)
     atexit._run_exitfuncs()
     logging.shutdown()
     sys.stdout.flush()

@@ -148,6 +148,10 @@ class InterruptHandler:
         self._previous_fd: Optional[int] = None
         self._pipe = None
         self._installed = False
+        # Set the moment an interrupt arrives: from then on the handler's thread ends the
+        # process, and the main thread (whose run now fails as its workers are killed)
+        # must not report that failure or exit first (see ``wait_if_interrupted``).
+        self.interrupted = threading.Event()
 
     def install(self) -> "InterruptHandler":
         if threading.current_thread() is not threading.main_thread():
@@ -181,6 +185,7 @@ class InterruptHandler:
                     self._end(signum)
 
     def _end(self, signum: int) -> None:
+        self.interrupted.set()
         # Threads that watched the killed processes raise as they notice: the run is
         # ending, and its one line is below.
         threading.excepthook = _quiet_thread_exception
@@ -197,6 +202,13 @@ class InterruptHandler:
             out.flush()
         finally:
             os._exit(128 + signum)
+
+
+def wait_if_interrupted(interrupted: Optional[threading.Event]) -> None:
+    """In the main thread: when an interrupt is being handled, wait for its thread to end the process."""
+    if interrupted is not None and interrupted.is_set():
+        while True:
+            time.sleep(60)
 
 
 def start_watchdog() -> Optional[subprocess.Popen]:

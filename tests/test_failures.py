@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -26,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import engines
 from cli_runs import (
     LOCK_FILE,
     cli_command,
@@ -461,3 +463,28 @@ def test_kill_9_of_the_main_process_takes_its_workers_and_the_next_run_cleans_up
     assert result.returncode == 0, result.stderr
     assert f"removed {left[0]} (" in result.stderr and "left by an earlier run" in result.stderr
     assert not staging_dirs(out) and not (out / LOCK_FILE).exists()
+
+
+@pytest.mark.flink
+@pytest.mark.skipif(shutil.which("mvn") is None or shutil.which("java") is None,
+                    reason="Flink needs mvn and java on PATH")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "kill-9"])
+def test_flink_job_server_goes_with_the_run(signum, tmp_path):
+    flink = ["--runner", "FlinkRunner", "--flink_master", "[local]", "--flink_version", engines.FLINK_VERSION,
+             "--flink_job_server_jar", engines.flink_job_server_jar(), "--parallelism", "2",
+             "--environment_type", "LOOPBACK"]
+    out = tmp_path / "out"
+    proc = start_cli(*flink, "--output", out, "--no_report")
+    try:
+        wait_for(lambda: any(cmd.startswith("java ") for cmd in group_members(proc.pid).values()), timeout=120,
+                 what="the Flink job server")
+        time.sleep(2.0)
+        os.kill(proc.pid, signum)
+        code, _, err = finish(proc, timeout=60)
+        assert code == (128 + signum if signum != signal.SIGKILL else -signal.SIGKILL), err[-3000:]
+        if signum != signal.SIGKILL:
+            assert one_error_line(err).startswith("error: interrupted by SIGINT: nothing was published")
+        wait_for(lambda: not group_members(proc.pid), timeout=5, what="the JVM to end")
+        assert not (out / "summary.json").exists()
+    finally:
+        kill_group(proc.pid)

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import time
 
 import numpy as np
 import pyarrow.parquet as pq

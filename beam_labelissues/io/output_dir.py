@@ -271,6 +271,8 @@ class OutputDirectory:
         self._closed = False
         # Held while publishing: an interrupt waits for it (cli.RunState.on_interrupt).
         self.publishing = threading.Lock()
+        # close() may be called by the main thread and by an interrupt's thread at once.
+        self._closing = threading.Lock()
 
     def open(self) -> "OutputDirectory":
         """Checks the path, creates the directory if needed, takes the lock and cleans
@@ -419,15 +421,16 @@ class OutputDirectory:
 
     def close(self) -> None:
         """Releases the lock; a directory this run created and left empty goes too."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._lock is None:
-            return
-        self.abandon()
-        self._lock.release()
-        if self._created:
-            paths.remove_empty_directory(self.path)
+        with self._closing:
+            if self._closed:
+                return
+            self._closed = True
+            if self._lock is None:
+                return
+            self.abandon()
+            self._lock.release()
+            if self._created:
+                paths.remove_empty_directory(self.path)
 
     @contextlib.contextmanager
     def held(self) -> Iterator["OutputDirectory"]:
