@@ -749,18 +749,19 @@ def main(argv: Optional[Sequence[str]] = None, source_wrapper=None, state: Optio
     return EXIT_OK
 
 
-def run_and_exit(argv: Optional[Sequence[str]] = None) -> None:
+def run_and_exit(argv: Optional[Sequence[str]] = None, source_wrapper=None) -> None:
     """The console entry point: ``main`` with interrupts handled, then a fast exit.
 
     SIGINT, SIGTERM and SIGHUP end the run at once: the processes it started are
     killed, its staging directory removed, one line printed (``processes``).
+    ``source_wrapper`` is ``main``'s test seam.
     Tearing down an interpreter that loaded Beam takes about half a second, and
     everything is written by then: run the exit handlers (Beam's stop job servers
     such as Flink's), flush, and leave without the teardown.
     """
     state = RunState()
     state.interrupted = InterruptHandler(state.on_interrupt).install().interrupted
-    exit_code = main(argv, state=state)
+    exit_code = main(argv, source_wrapper=source_wrapper, state=state)
     wait_if_interrupted(state.interrupted)
     atexit._run_exitfuncs()
     logging.shutdown()

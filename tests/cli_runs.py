@@ -19,12 +19,12 @@ from datasets import DatasetSpec, make_dataset, write_npy
 from harness import CLI_COMMAND
 from input_files import PrefixedLocalFileSystem
 
-TESTGS_DRIVER = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "testgs_cli.py")]
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+TESTGS_DRIVER = [sys.executable, os.path.join(TESTS_DIR, "testgs_cli.py")]
+HELD_RUN_DRIVER = [sys.executable, os.path.join(TESTS_DIR, "held_run.py")]
 FILESYSTEMS = ("local", "testgs")
 STAGING_PREFIX = ".beam-labelissues-staging-"
 LOCK_FILE = ".beam-labelissues.lock"
-# A run long enough to be interrupted or raced in the middle (a few seconds of pipeline).
-LONG_SPEC = DatasetSpec(3_000_000, 10, "float32", "int64", noise=0.1, seed=3)
 
 
 def path_on(fs: str, path) -> str:
@@ -43,11 +43,15 @@ def run_cli(*args, fs: str = "local", timeout: float = 300, env: Optional[Dict[s
                           timeout=timeout, env=environ, cwd=cwd)
 
 
-def start_cli(*args, fs: str = "local", env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
-    """The command line started in a session of its own (so the test can find what it starts)."""
-    environ = dict(os.environ, **(env or {}))
-    return subprocess.Popen(cli_command(fs) + [str(a) for a in args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=environ, start_new_session=True)
+def start_held(gate, *args) -> subprocess.Popen:
+    """The command line (tests/held_run.py) with every read held until the file ``gate``
+    exists, in a session of its own; ``gate`` + ``.reached`` appears once a read waits."""
+    return subprocess.Popen(HELD_RUN_DRIVER + [str(gate)] + [str(a) for a in args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def reached(gate) -> bool:
+    return os.path.exists(f"{gate}.reached")
 
 
 def finish(proc: subprocess.Popen, timeout: float = 120):
@@ -97,12 +101,6 @@ def small_npy(directory, num_examples: int = 2000, num_classes: int = 4, seed: i
     spec = DatasetSpec(num_examples, num_classes, "float32", "int64", noise=0.2, seed=seed)
     generated_labels, probs = make_dataset(spec)
     return write_npy(str(directory), generated_labels if labels is None else labels, probs)
-
-
-def long_npy(directory):
-    """The .npy pair of ``LONG_SPEC`` (about 120 MB of pred_probs)."""
-    labels, probs = make_dataset(LONG_SPEC)
-    return write_npy(str(directory), labels, probs)
 
 
 def group_members(group: int) -> Dict[int, str]:

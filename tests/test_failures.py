@@ -35,14 +35,14 @@ from cli_runs import (
     group_members,
     ignores_sigint,
     kill_group,
-    long_npy,
     namespace_prefix,
     one_error_line,
+    reached,
     run_cli,
     small_npy,
     snapshot,
     staging_dirs,
-    start_cli,
+    start_held,
     wait_for,
 )
 from datasets import DatasetSpec, make_dataset
@@ -392,29 +392,21 @@ def test_a_full_disk_is_one_line_and_the_earlier_run_stays(tmp_path):
 
 # --- interrupts -------------------------------------------------------------------------------
 
-
-@pytest.fixture(scope="module")
-def long_inputs(tmp_path_factory):
-    labels, probs = long_npy(tmp_path_factory.mktemp("long"))
-    return ["--labels_file", labels, "--pred_probs_file", probs]
-
-
 MULTI = ["--direct_num_workers", "2", "--direct_running_mode", "multi_processing"]
 
 
 def _workers(proc) -> list:
-    return [pid for pid, command in group_members(proc.pid).items() if "sdk_worker_main" in command
-            and not command.startswith("/bin/sh")]
+    return [pid for pid, command in group_members(proc.pid).items()
+            if "sdk_worker_main" in command and not command.startswith("/bin/sh")]
 
 
-def _running(proc, out, workers: int):
-    """Waits until the run holds its output directory and its ``workers`` worker processes
-    have started (they ignore SIGINT once they loaded the run's steps)."""
-    wait_for(lambda: (out / LOCK_FILE).exists() and staging_dirs(out), what="the run to hold its output")
+def _in_the_middle(proc, gate, workers: int) -> None:
+    """Waits until the held run (tests/held_run.py) is inside its pipeline: a read waits at the
+    gate, and its ``workers`` worker processes have loaded the run's steps (they ignore SIGINT)."""
+    wait_for(lambda: reached(gate), what="a read of the run to wait at the gate")
     if workers:
         wait_for(lambda: len(_workers(proc)) >= workers and all(ignores_sigint(pid) for pid in _workers(proc)),
-                 what="the worker processes to start")
-    time.sleep(0.5)  # inside the pipeline
+                 what="the worker processes to load the run's steps")
 
 
 @pytest.mark.parametrize("how, signum, args", [
@@ -422,15 +414,17 @@ def _running(proc, out, workers: int):
     ("process group", signal.SIGINT, MULTI),  # Ctrl-C in a terminal
     ("main process", signal.SIGTERM, ["--runner", "FnApiRunner"]),
 ])
-def test_an_interrupt_ends_the_run_at_once_with_one_line(how, signum, args, tmp_path, long_inputs, good):
+def test_an_interrupt_ends_the_run_at_once_with_one_line(how, signum, args, tmp_path, good):
+    npy = ["--labels_file", good["labels"], "--pred_probs_file", good["probs"]]
     out = tmp_path / "out"
-    earlier = run_cli("--labels_file", good["labels"], "--pred_probs_file", good["probs"], "--output", out,
-                      "--no_report")
+    earlier = run_cli(*npy, "--output", out, "--no_report")
     assert earlier.returncode == 0, earlier.stderr
     before = snapshot(out)
-    proc = start_cli(*long_inputs, *args, "--output", out, "--write_scores", "--no_report")
+    gate = tmp_path / "gate"  # never opened: the run waits in the middle of its pipeline
+    proc = start_held(gate, *npy, *args, "--output", out, "--write_scores", "--no_report")
     try:
-        _running(proc, out, 2 if args is MULTI else 0)
+        _in_the_middle(proc, gate, 2 if args is MULTI else 0)
+        assert staging_dirs(out)
         started = time.monotonic()
         os.killpg(proc.pid, signum) if how == "process group" else os.kill(proc.pid, signum)
         code, _, err = finish(proc, timeout=30)
@@ -444,12 +438,14 @@ def test_an_interrupt_ends_the_run_at_once_with_one_line(how, signum, args, tmp_
         kill_group(proc.pid)
 
 
-def test_kill_9_of_the_main_process_takes_its_workers_and_the_next_run_cleans_up(tmp_path, long_inputs, good):
+def test_kill_9_of_the_main_process_takes_its_workers_and_the_next_run_cleans_up(tmp_path, good):
+    npy = ["--labels_file", good["labels"], "--pred_probs_file", good["probs"]]
     out = tmp_path / "out"
-    proc = start_cli(*long_inputs, *MULTI, "--output", out, "--write_scores", "--no_report")
+    gate = tmp_path / "gate"
+    proc = start_held(gate, *npy, *MULTI, "--output", out, "--write_scores", "--no_report")
     try:
-        _running(proc, out, 2)
-        workers = [pid for pid in group_members(proc.pid) if pid != proc.pid]
+        _in_the_middle(proc, gate, 2)
+        workers = _workers(proc)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         wait_for(lambda: not group_members(proc.pid), timeout=5, what=f"workers {workers} to end")
@@ -458,8 +454,7 @@ def test_kill_9_of_the_main_process_takes_its_workers_and_the_next_run_cleans_up
     left = staging_dirs(out)
     assert len(left) == 1 and not (out / "summary.json").exists()
     assert not [name for name in os.listdir(out / left[0]) if name.startswith("beam-temp-")]
-    result = run_cli("--labels_file", good["labels"], "--pred_probs_file", good["probs"], "--output", out,
-                     "--no_report")
+    result = run_cli(*npy, "--output", out, "--no_report")
     assert result.returncode == 0, result.stderr
     assert f"removed {left[0]} (" in result.stderr and "left by an earlier run" in result.stderr
     assert not staging_dirs(out) and not (out / LOCK_FILE).exists()
@@ -469,16 +464,17 @@ def test_kill_9_of_the_main_process_takes_its_workers_and_the_next_run_cleans_up
 @pytest.mark.skipif(shutil.which("mvn") is None or shutil.which("java") is None,
                     reason="Flink needs mvn and java on PATH")
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "kill-9"])
-def test_flink_job_server_goes_with_the_run(signum, tmp_path):
+def test_flink_job_server_goes_with_the_run(signum, tmp_path, good):
     flink = ["--runner", "FlinkRunner", "--flink_master", "[local]", "--flink_version", engines.FLINK_VERSION,
              "--flink_job_server_jar", engines.flink_job_server_jar(), "--parallelism", "2",
              "--environment_type", "LOOPBACK"]
     out = tmp_path / "out"
-    proc = start_cli(*flink, "--output", out, "--no_report")
+    gate = tmp_path / "gate"
+    proc = start_held(gate, "--labels_file", good["labels"], "--pred_probs_file", good["probs"], *flink,
+                      "--output", out, "--no_report")
     try:
-        wait_for(lambda: any(cmd.startswith("java ") for cmd in group_members(proc.pid).values()), timeout=120,
-                 what="the Flink job server")
-        time.sleep(2.0)
+        wait_for(lambda: reached(gate), timeout=120, what="the Flink job to read")
+        assert any(cmd.startswith("java ") for cmd in group_members(proc.pid).values())
         os.kill(proc.pid, signum)
         code, _, err = finish(proc, timeout=60)
         assert code == (128 + signum if signum != signal.SIGKILL else -signal.SIGKILL), err[-3000:]

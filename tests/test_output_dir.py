@@ -27,14 +27,14 @@ from cli_runs import (
     FILESYSTEMS,
     LOCK_FILE,
     finish,
-    long_npy,
     one_error_line,
     path_on,
+    reached,
     run_cli,
     small_npy,
     snapshot,
     staging_dirs,
-    start_cli,
+    start_held,
     wait_for,
     with_invalid_label,
 )
@@ -205,24 +205,24 @@ def test_what_unfinished_runs_left_is_removed_by_the_next_run(fs, tmp_path, inpu
     assert (out / ".beam-labelissues-staging-notes" / "a.txt").read_text() == "mine"
 
 
-@pytest.fixture(scope="module")
-def long_inputs(tmp_path_factory):
-    return long_npy(tmp_path_factory.mktemp("long"))
-
-
 @pytest.mark.parametrize("fs", FILESYSTEMS)
-def test_two_runs_into_one_directory_at_once(fs, tmp_path, long_inputs):
+def test_two_runs_into_one_directory_at_once(fs, tmp_path, inputs):
     out = tmp_path / "out"
-    labels, probs = long_inputs
-    first = start_cli("--labels_file", labels, "--pred_probs_file", probs, "--output", path_on(fs, out),
-                      "--write_scores", "--no_report", "--runner", "FnApiRunner", fs=fs)
-    wait_for(lambda: (out / LOCK_FILE).exists() and staging_dirs(out), what="the first run's lock")
-    second = run_cli("--labels_file", labels, "--pred_probs_file", probs, "--output", path_on(fs, out),
-                     "--no_report", fs=fs)
-    assert first.poll() is None, "the first run ended before the second tried: the machine is too fast for this test"
-    assert second.returncode == cli.EXIT_USAGE
-    assert "another run is writing into this output directory" in one_error_line(second.stderr)
-    code, _, err = finish(first)
+    gate = tmp_path / "gate"
+    # The first run holds its reads until the gate opens (tests/held_run.py): it has taken
+    # the directory and is in the middle of its pipeline while the second one starts.
+    first = start_held(gate, *_npy(inputs), "--output", path_on(fs, out), "--write_scores", "--no_report")
+    try:
+        wait_for(lambda: reached(gate), what="the first run's pipeline")
+        assert (out / LOCK_FILE).exists() and staging_dirs(out)
+        second = run_cli(*_npy(inputs), "--output", path_on(fs, out), "--no_report", fs=fs)
+        assert second.returncode == cli.EXIT_USAGE, second.stderr
+        assert "another run is writing into this output directory" in one_error_line(second.stderr)
+        assert first.poll() is None
+        gate.touch()
+        code, _, err = finish(first)
+    finally:
+        gate.touch()
     assert code == 0, err
     assert set(os.listdir(out)) == _run_files(out)
     assert _summary(out)["label_quality_scores_files"]
