@@ -411,8 +411,8 @@ class FindLabelIssues(beam.PTransform):
         the summary.
       label: the transform's label.
       **settings: any field of ``LabelIssuesOptions`` (``num_classes``, ``method``,
-        ``adjust_pred_probs``, ``estimation_method``, ``tolerance``, ``on_invalid``,
-        ``with_scores``, ``max_issues_per_worker``), overriding ``options``.
+        ``adjust_pred_probs``, ``estimation_method``, ``tolerance``, ``row_sum_tolerance``,
+        ``on_invalid``, ``with_scores``, ``max_issues_per_worker``), overriding ``options``.
     """
 
     def __init__(

@@ -268,6 +268,9 @@ class WriteLabelIssues(beam.PTransform):
         result | WriteLabelIssues("gs://bucket/label_issues")
 
     The result carries the id type and the class names, so only the path is needed.
+    It writes straight into ``output_dir``; the command line points it at the
+    staging directory of an ``io.output_dir.OutputDirectory``, which publishes the
+    files once the run finished.
 
     Args:
       output_dir: the directory to write into (local, gs://, s3://).
