@@ -11,6 +11,7 @@ example (dicts, ``beam.Row``, RunInference results), and ``WriteLabelIssues`` fo
 output directory.
 """
 
+from beam_labelissues import processes as _processes
 from beam_labelissues._version import __version__
 from beam_labelissues.api import LabelInspector, find_label_issues_batched
 from beam_labelissues.batches import ExampleBatch
@@ -20,6 +21,9 @@ from beam_labelissues.io.outputs import Summary, WriteLabelIssues, read_summary
 from beam_labelissues.options import LabelIssuesOptions
 from beam_labelissues.transforms import FindLabelIssues, LabelIssuesResult, RankedIssues
 from beam_labelissues.validation import InputFileError, InvalidRecordError, LabelIssuesError, UsageError
+
+# In a worker process the command line started: exit when the command line is gone.
+_processes.guard_worker_process()
 
 __all__ = [
     "ExampleBatch",

@@ -1,28 +1,38 @@
 """The command line: ``beam-labelissues``, ``python -m beam_labelissues`` and the Flex Template.
 
 One run flows down once: parse the options -> open the inputs (``io.inputs``) ->
-``FindLabelIssues`` -> ``WriteLabelIssues`` (``io.outputs``) -> run -> read the
-outputs back once (``report.ReportData``) -> write report.html and print the
-summary. With no input options it runs on the bundled MNIST demo data. Every
-Apache Beam pipeline option passes through (``--runner``, ``--direct_num_workers``, ...).
+take the output directory (``io.output_dir``: lock, staging directory) ->
+``FindLabelIssues`` -> ``WriteLabelIssues`` into staging -> run -> read the
+outputs back once (``report.ReportData``) -> report.html and exports into staging
+-> publish -> print the summary. With no input options it runs on the bundled
+MNIST demo data. Every Apache Beam pipeline option passes through (``--runner``,
+``--direct_num_workers``, ...).
 
 When the run only submits or describes a job (``--template_location``, as the
 Dataflow Flex Template launcher passes, or ``--dry_run``), the CLI builds and
-submits the pipeline and exits 0 without touching the output directory: the job
-writes it later. ``--runner FlinkRunner`` without ``--flink_job_server_jar`` gets
-a job server jar from ``beam_labelissues.flink``.
+submits the pipeline and exits 0 without waiting: the job writes straight into
+``--output`` (which must hold no files but an earlier run's), summary.json last.
+``--runner FlinkRunner`` without ``--flink_job_server_jar`` gets a job server jar
+from ``beam_labelissues.flink``.
+
+Every failure ends with one line starting ``error:`` and an exit code that says
+its kind (``EXIT_CODES``); no traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import atexit
+import errno
 import logging
 import os
 import re
+import shutil
+import signal
 import sys
+import threading
 import time
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
@@ -31,12 +41,21 @@ from beam_labelissues import demo, flink, kernels, runners
 from beam_labelissues._version import __version__
 from beam_labelissues.io import exports
 from beam_labelissues.io import inputs as input_files
-from beam_labelissues.io import locations, outputs
+from beam_labelissues.io import locations, outputs, paths
 from beam_labelissues.io.class_names import load_class_names
 from beam_labelissues.io.human_review import load_human_review, review_of_issues
+from beam_labelissues.io.output_dir import OutputDirectory, check_output_path
 from beam_labelissues.options import ON_INVALID_CHOICES, LabelIssuesOptions, default
+from beam_labelissues.processes import TRACEBACKS_ENV, InterruptHandler, wait_if_interrupted
 from beam_labelissues.transforms import FindLabelIssues
-from beam_labelissues.validation import LabelIssuesError, UsageError, error_inside
+from beam_labelissues.validation import (
+    DuplicateIdError,
+    InputFileError,
+    InvalidRecordError,
+    LabelIssuesError,
+    RunError,
+    UsageError,
+)
 
 PROG = "beam-labelissues"
 FLINK_JOB_SERVER_COMMAND = "flink-job-server"
@@ -51,13 +70,39 @@ _LOCAL_WORKER_OPTIONS = ("--runner", "--direct_num_workers", "--direct_running_m
 # Beam passes them on to the job server.
 _JOB_SERVER_OPTIONS = {"flink_conf_dir"}
 _PRINTED_ISSUES = 10
+_LOG = logging.getLogger("beam_labelissues")
 
-# --- exit codes of the review workflow ---------------------------------------------------
-# The run finished and wrote everything, but label issues are a larger share of the
+# Exit codes, one per kind of outcome (README.md, "Exit codes").
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1  # the run itself failed: no space left, a filesystem or runner failure
+EXIT_USAGE = 2  # options that cannot be used: bad values, --output refused, --class_names/--human_review files
+EXIT_BAD_INPUT = 3  # the input data: unreadable or refused files, invalid records, duplicate ids
+# The run finished and published everything, but label issues are a larger share of the
 # examples than --max_issue_rate allows: a scheduler (an Airflow task, say) can stop the
 # training run that would follow.
 EXIT_ISSUE_RATE_EXCEEDED = 4
-_LOG = logging.getLogger("beam_labelissues")
+EXIT_INTERRUPTED = 128  # + the signal number: 130 for SIGINT (Ctrl-C), 143 for SIGTERM, 129 for SIGHUP
+EXIT_CODES = {
+    EXIT_OK: "the run finished and its outputs are published",
+    EXIT_RUN_FAILED: "the run itself failed (no space left, a filesystem or runner failure); nothing was published",
+    EXIT_USAGE: "the command line cannot be used as given (an option, the output directory, a --class_names "
+                "or --human_review file); nothing was written",
+    EXIT_BAD_INPUT: "the input data is refused (a file, an invalid record, duplicate ids); nothing was published",
+    EXIT_ISSUE_RATE_EXCEEDED: "the run finished and its outputs are published, but label issues are more of the "
+                              "examples than --max_issue_rate",
+    EXIT_INTERRUPTED + signal.SIGINT: "interrupted by SIGINT (Ctrl-C); nothing was published",
+    EXIT_INTERRUPTED + signal.SIGTERM: "interrupted by SIGTERM (kill); nothing was published",
+    EXIT_INTERRUPTED + signal.SIGHUP: "interrupted by SIGHUP (the terminal closed); nothing was published",
+}
+
+
+def exit_code_of(error: BaseException) -> int:
+    """The exit code for an error the command line reports."""
+    if isinstance(error, (InputFileError, InvalidRecordError)):
+        return EXIT_BAD_INPUT
+    if isinstance(error, UsageError):
+        return EXIT_USAGE
+    return EXIT_RUN_FAILED
 
 
 # --- the options -------------------------------------------------------------------
@@ -98,6 +143,11 @@ def _non_negative_decimal(text: str) -> float:
     return float(text)
 
 
+def _non_negative_decimal_or_inf(text: str) -> float:
+    """An argparse type: a non-negative decimal number, or ``inf`` (no limit)."""
+    return float("inf") if text.lower() == "inf" else _non_negative_decimal(text)
+
+
 def _add_flag(group, name: str, help_text: str) -> None:
     """A switch: ``--name`` alone, or ``--name=true|false`` as a Flex Template passes it."""
     group.add_argument(
@@ -122,18 +172,23 @@ def build_arg_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "Outputs in --output: label_issues-*.parquet (rank, id, given_label, predicted_label, "
-            "label_quality; rank 0 is the most severe), summary.json (written last: its presence "
-            "means the run finished), label_quality_scores-*.parquet with --write_scores, "
-            "invalid_records-*.jsonl with --on_invalid skip, and report.html (plots, unless "
-            "--no_report). Outputs of an earlier run in the same directory are removed first. "
+            "label_quality; rank 0 is the most severe), summary.json (the manifest, written last: "
+            "its presence means the run finished), label_quality_scores-*.parquet with "
+            "--write_scores, invalid_records-*.jsonl with --on_invalid skip, and report.html "
+            "(unless --no_report). A run writes into a staging directory inside --output "
+            "and publishes only when it finished; it then replaces the files the earlier run's "
+            "summary.json lists and touches no other file. A non-empty directory without an "
+            "earlier run is refused unless --overwrite. "
             "Runners: --runner FlinkRunner without --flink_job_server_jar uses the jar of "
             f"'{PROG} {FLINK_JOB_SERVER_COMMAND}' (built with Maven once, then cached), with --flink_version "
             f"{flink.FLINK_VERSION} and, unless you give --environment_type, the LOOPBACK "
             "environment (workers run in this process; no Docker needed). With --template_location "
             "(as the Dataflow Flex Template launcher passes) or --dry_run=True the job is only "
-            "written or translated: nothing runs here, --output is left alone and the exit code "
-            f"is 0. Subcommands: '{PROG} report OUTDIR' rebuilds report.html from an earlier "
-            f"run; '{PROG} {FLINK_JOB_SERVER_COMMAND}' prints the path of the Flink job server jar."
+            "written or translated: nothing runs here and the exit code is 0. "
+            f"Subcommands: '{PROG} report OUTDIR' rebuilds report.html from an earlier "
+            f"run; '{PROG} {FLINK_JOB_SERVER_COMMAND}' prints the path of the Flink job server jar. Exit codes: "
+            + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items())
+            + "."
         ),
     )
     parser.add_argument(
@@ -227,6 +282,14 @@ def build_arg_parser() -> argparse.ArgumentParser:
         "confidence_weighted_entropy clips them into [0, 1]. Default: %(default)s.",
     )
     settings.add_argument(
+        "--row_sum_tolerance",
+        type=_non_negative_decimal_or_inf,
+        default=default("row_sum_tolerance"),
+        help="A record whose probabilities sum to further than this from 1 is invalid (confident "
+        "learning assumes each row is a distribution over the classes); softmax outputs stored "
+        "as float16 pass the default. inf turns the check off. Default: %(default)s.",
+    )
+    settings.add_argument(
         "--on_invalid",
         choices=ON_INVALID_CHOICES,
         default=default("on_invalid"),
@@ -239,7 +302,16 @@ def build_arg_parser() -> argparse.ArgumentParser:
         "--output",
         default=DEFAULT_OUTPUT,
         help="Output directory: local, gs:// (pip install 'beam-labelissues[gcp]') or s3:// "
-        "(pip install 'beam-labelissues[aws]'). Default: ./%(default)s.",
+        "(pip install 'beam-labelissues[aws]'). Default: ./%(default)s. A run writes into "
+        "a staging directory inside it and publishes when it finished, replacing only the files "
+        "the earlier run's summary.json lists.",
+    )
+    _add_flag(
+        run,
+        "--overwrite",
+        "Write into a non-empty --output that holds no earlier run of this tool: files named as "
+        "this run's outputs are replaced there, no other file is touched. Without it such a "
+        "directory is refused.",
     )
     _add_flag(
         run,
@@ -455,6 +527,7 @@ def label_issues_options(args: argparse.Namespace, num_classes: int) -> LabelIss
         adjust_pred_probs=args.adjust_pred_probs,
         estimation_method=args.estimation_method,
         tolerance=args.tolerance,
+        row_sum_tolerance=args.row_sum_tolerance,
         on_invalid=args.on_invalid,
         with_scores=args.write_scores,
         max_issues_per_worker=args.max_issues_per_worker,
@@ -467,63 +540,239 @@ def run_options(args: argparse.Namespace, options: PipelineOptions) -> dict:
     recorded = {"runner": options.view_as(StandardOptions).runner}
     for name in ("labels_file", "pred_probs_file", "input", "label_column", "pred_probs_column",
                  "pred_probs_columns", "id_column", "num_classes", "batch_size", "class_names",
-                 "human_review", "export", "max_issue_rate", "no_report"):
+                 "human_review", "export", "max_issue_rate", "no_report", "overwrite"):
         value = getattr(args, name, None)
         if value is not None and value != []:
             recorded[name] = value
     return recorded
 
 
-def build_pipeline(args: argparse.Namespace, beam_args: List[str], source_wrapper=None) -> beam.Pipeline:
+def build_pipeline(
+    args: argparse.Namespace, beam_args: List[str], source_wrapper=None, output_dir: Optional[str] = None
+) -> beam.Pipeline:
     """Checks the inputs and builds the pipeline; touches no output file.
 
-    ``source_wrapper`` (a function of the source) lets a test driver wrap the reader.
+    The pipeline writes into ``output_dir`` (default: ``--output``; the command line
+    gives its staging directory). ``source_wrapper`` (a function of the source)
+    lets a test driver wrap the reader.
     """
-    locations.check_output_location(args.output)
+    return _build(args, beam_args, source_wrapper, output_dir)[0]
+
+
+def _build(args, beam_args, source_wrapper, output_dir) -> Tuple[beam.Pipeline, input_files.Inputs]:
     inputs = open_inputs(args)
     options = pipeline_options(
         beam_args + local_worker_args(beam_args, inputs.pred_probs_bytes) + runners.flink_args(beam_args)
     )
     inputs.source.reshuffle = not runs_in_one_local_worker(options)
     try:
-        class_names = inputs.class_names
         settings = label_issues_options(args, inputs.num_classes)
     except ValueError as error:
         raise UsageError(str(error)) from error
     source = inputs.source if source_wrapper is None else source_wrapper(inputs.source)
     _LOG.info("reading %s", inputs.description)
     pipeline = beam.Pipeline(options=options)
-    result = pipeline | "FindLabelIssues" >> FindLabelIssues(settings, source=source, class_names=class_names)
-    result | "WriteLabelIssues" >> outputs.WriteLabelIssues(args.output, run_options=run_options(args, options))
-    return pipeline
+    result = pipeline | "FindLabelIssues" >> FindLabelIssues(settings, source=source, class_names=inputs.class_names)
+    result | "WriteLabelIssues" >> outputs.WriteLabelIssues(
+        output_dir or args.output, run_options=run_options(args, options)
+    )
+    return pipeline, inputs
 
 
-def run_pipeline(args: argparse.Namespace, beam_args: List[str], source_wrapper=None) -> Optional[str]:
-    """Runs the pipeline to completion and returns None.
+# --- what went wrong -------------------------------------------------------------------
 
-    When the run only writes or translates the job (``runners.submits_only``), nothing runs here:
-    the output directory is neither touched nor waited for, and the return value says so.
+# Errors a worker raises that the command line reports as they are (the runner
+# may hand them back only as text).
+_WORKER_ERRORS = {cls.__name__: cls for cls in (DuplicateIdError, InvalidRecordError, InputFileError)}
+
+
+def _chain(error: Optional[BaseException]):
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def _our_error(error: BaseException) -> Optional[LabelIssuesError]:
+    """Finds an error of ours inside a runner's wrapped exception (as an object or as text)."""
+    for link in _chain(error):
+        if isinstance(link, tuple(_WORKER_ERRORS.values())):
+            return type(link)(str(link).split(" [while running", 1)[0])
+    for link in _chain(error):
+        text = str(link)
+        for name, cls in _WORKER_ERRORS.items():
+            marker = f"{name}: "
+            if marker in text:
+                message = text.split(marker, 1)[1].splitlines()[0]
+                return cls(message.split(" [while running", 1)[0].strip().strip("'\""))
+    return None
+
+
+def _no_space(error: BaseException) -> Optional[BaseException]:
+    """The link of ``error``'s chain that says the disk is full, if any."""
+    for link in _chain(error):
+        if isinstance(link, OSError) and link.errno == errno.ENOSPC:
+            return link
+        text = str(link)
+        if "No space left on device" in text or "[Errno 28]" in text:
+            return link
+    return None
+
+
+def _innermost_message(error: BaseException) -> str:
+    """One line saying what failed: the innermost exception, as a runner's text or as an object."""
+    links = list(_chain(error))
+    innermost = links[-1]
+    lines = [line.strip() for line in str(innermost).splitlines() if line.strip()]
+    if not lines:
+        return type(innermost).__name__
+    named = [line for line in lines if line.split(":", 1)[0].replace(".", "").isidentifier() and ":" in line]
+    line = (named or lines)[-1]
+    if not named:
+        line = f"{type(innermost).__name__}: {line}"
+    line = line.split(" [while running", 1)[0].strip()
+    return line if len(line) <= 500 else line[:497] + "..."
+
+
+def _human_bytes(size: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{int(size):,} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+# Upper bounds of the bytes per row of each output file (Parquet, before compression).
+_ISSUE_ROW_BYTES = 48
+_SCORE_ROW_BYTES = 48
+_REPORT_BYTES = 2 << 20
+
+
+def estimated_output_bytes(num_rows: int, with_scores: bool) -> int:
+    """About the most this run's outputs take: every row an issue, plus the scores and the report."""
+    return num_rows * (_ISSUE_ROW_BYTES + (_SCORE_ROW_BYTES if with_scores else 0)) + _REPORT_BYTES
+
+
+def _no_space_error(link: BaseException, output: OutputDirectory, num_rows: int, with_scores: bool) -> RunError:
+    where = getattr(link, "filename", None) or output.path
+    free = ""
+    if paths.is_local(where):
+        probe = where
+        while probe and not os.path.exists(probe):
+            probe = os.path.dirname(probe)
+        try:
+            free = f"{_human_bytes(shutil.disk_usage(probe or '.').free)} free there; "
+        except OSError:
+            pass
+    need = _human_bytes(estimated_output_bytes(num_rows, with_scores))
+    return RunError(
+        f"no space left on device writing {where}: {free}this run's outputs take up to about {need} "
+        f"({num_rows:,} rows{', with --write_scores' if with_scores else ''}); nothing was published "
+        f"and {output.path} is as it was"
+    )
+
+
+def _run_failure(error: BaseException, output: OutputDirectory, inputs: input_files.Inputs, args) -> LabelIssuesError:
+    """What to tell the user about an exception out of the run, as one of our errors."""
+    if isinstance(error, LabelIssuesError):
+        return error
+    ours = _our_error(error)
+    if ours is not None:
+        return ours
+    full = _no_space(error)
+    if full is not None:
+        return _no_space_error(full, output, inputs.num_rows, args.write_scores)
+    return RunError(f"the run failed: {_innermost_message(error)}; nothing was published")
+
+
+# --- one run -----------------------------------------------------------------------
+
+
+class RunState:
+    """What an interrupt needs to know of the run under way: the output directory it holds."""
+
+    def __init__(self):
+        self.output: Optional[OutputDirectory] = None
+        self.interrupted: Optional[threading.Event] = None  # the interrupt handler's
+
+    def on_interrupt(self, signum: int) -> str:
+        """Cleans up after an interrupt (in the interrupt handler's thread); says what became of the outputs."""
+        output = self.output
+        if output is None:
+            return "nothing was written"
+        with output.publishing:  # a publish under way completes first
+            published = output.published
+            output.close()
+        if published:
+            return f"the run had finished; its outputs are published in {output.path}"
+        return f"nothing was published; {output.path} is as it was"
+
+
+def _load_review(args: argparse.Namespace) -> Optional[Dict[int, dict]]:
+    path = human_review_path(args)
+    if path is None:
+        return None
+    try:
+        return load_human_review(path)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+
+
+def submit_only(args, beam_args, source_wrapper) -> Optional[str]:
+    """Builds the pipeline and, when it only writes or translates the job (``runners.submits_only``),
+    submits it and returns what to print; None when the run is to happen here.
+
+    Nothing waits for such a job and no one publishes after it, so it writes straight into
+    ``--output``, summary.json last: the directory must be new, empty, or an earlier run's.
     """
     pipeline = build_pipeline(args, beam_args, source_wrapper)
     note = runners.submits_only(pipeline.options, args.output)
     if note is None:
-        locations.prepare_output_dir(args.output)
-        outputs.remove_previous_outputs(args.output)
-    started = time.monotonic()
+        return None
+    OutputDirectory(args.output, overwrite=args.overwrite).check_writable_in_place()
     try:
         with runners.local_worker_log_levels(pipeline.options):
-            result = pipeline.run()
-            if note is None:
-                result.wait_until_finish()
-    except Exception as error:  # Beam wraps worker errors; surface ours plainly
-        ours = error_inside(error)
-        if ours is None:
-            raise
-        raise ours from error
-    if note is not None:
-        return note
-    _LOG.info("pipeline finished in %.1f s", time.monotonic() - started)
-    return None
+            pipeline.run()
+    except Exception as error:  # translation or submission failed
+        raise RunError(f"the job could not be written: {_innermost_message(error)}") from error
+    return note
+
+
+def run_to_publish(args: argparse.Namespace, beam_args: List[str], source_wrapper=None, state: Optional[RunState] = None):
+    """Checks everything, runs the pipeline into a staging directory, writes the report and
+    the exports there and publishes.
+
+    Returns (summary, the most severe issues, the human review's result or None,
+    report.html's path or None). Raises one of our errors; on any failure the
+    output directory is left as it was.
+    """
+    state = state or RunState()
+    review = _load_review(args)
+    output = OutputDirectory(args.output, overwrite=args.overwrite)
+    pipeline, inputs = _build(args, beam_args, source_wrapper, output.staging)
+    state.output = output
+    output.open()  # only once the inputs are checked: a refused input writes nothing
+    with output.held():
+        started = time.monotonic()
+        try:
+            with runners.local_worker_log_levels(pipeline.options):
+                pipeline.run().wait_until_finish()
+            _LOG.info("pipeline finished in %.1f s", time.monotonic() - started)
+            write_exports(output.staging, args.export)
+            summary, top, report_file = report_outputs(
+                output.staging, not args.no_report, human_review=human_review_path(args)
+            )
+            review_result = None
+            if review is not None:
+                flagged = outputs.read_label_issues(output.staging, summary, columns=["id"]).column("id").to_pylist()
+                review_result = review_of_issues(flagged, review)
+            summary = output.publish()
+        except Exception as error:
+            output.abandon()  # first: what the message says about free space is then true
+            raise _run_failure(error, output, inputs, args) from error
+    report_path = outputs.output_path(args.output, outputs.REPORT_FILE) if report_file else None
+    return summary, top, review_result, report_path
 
 
 # --- after the run -----------------------------------------------------------------
@@ -533,6 +782,7 @@ def print_summary(
     output_dir: str,
     summary: outputs.Summary,
     top: List[dict],
+    review: Optional[Dict[str, int]],
     review_path: Optional[str],
     report_path: Optional[str],
     out=None,
@@ -561,12 +811,10 @@ def print_summary(
                 f"{predicted!s:>14}  {row['label_quality']:>13.6g}",
                 file=out,
             )
-    if review_path:
-        flagged = outputs.read_label_issues(output_dir, summary, columns=["id"]).column("id").to_pylist()
-        review = review_of_issues(flagged, load_human_review(review_path))
+    if review is not None:
         print(
             f"\nHuman review ({os.path.basename(review_path)}): {review['reviewed']} of the "
-            f"{len(flagged)} flagged examples were reviewed; the reviewers did not uphold the given "
+            f"{summary.num_label_issues} flagged examples were reviewed; the reviewers did not uphold the given "
             f"label for {review['not_upheld']} of them.",
             file=out,
         )
@@ -582,7 +830,8 @@ def print_summary(
 def report_outputs(output_dir: str, with_report: bool, class_names=None, human_review: Optional[str] = None):
     """Reads the finished run's outputs once; writes report.html when asked.
 
-    Returns (summary, the most severe issues, report.html's path or None).
+    Returns (summary, the most severe issues, report.html's path or None). report.html
+    is added to the run's summary.json, so it is published and replaced with the run.
     """
     if not with_report:
         summary = outputs.read_summary(output_dir)
@@ -590,7 +839,9 @@ def report_outputs(output_dir: str, with_report: bool, class_names=None, human_r
     from beam_labelissues import report
 
     data = report.ReportData.read(output_dir, class_names, human_review)
-    return data.summary, data.issues.top_rows, report.write_report_page(data)
+    path = report.write_report_page(data)
+    summary = outputs.record_report(output_dir, data.summary)
+    return summary, data.issues.top_rows, path
 
 
 def write_exports(output_dir: str, formats: Sequence[str]) -> None:
@@ -626,13 +877,16 @@ def report_main(argv: Sequence[str]) -> int:
         summary, _, path = report_outputs(args.output_dir, True, names, args.human_review)
     except (LabelIssuesError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except OSError as error:
+        print(f"error: cannot write the report into {args.output_dir}: {error}", file=sys.stderr)
+        return EXIT_RUN_FAILED
     if path is None:
-        return 1
+        return EXIT_RUN_FAILED
     print(path)
     if issue_rate_exceeded(summary, args.max_issue_rate):
         return EXIT_ISSUE_RATE_EXCEEDED
-    return 0
+    return EXIT_OK
 
 
 def _is_logging_default_handler(handler: logging.Handler) -> bool:
@@ -664,21 +918,19 @@ def configure_logging(level: int) -> None:
     root.setLevel(level)
 
 
-class _DropWorkerTracebacksOfInputErrors(logging.Filter):
-    """Beam's workers log the traceback of any failure before the runner re-raises it;
-    for a bad input record the one-line message printed at the end says it all."""
-
-    _MARKERS = ("InvalidRecordError", "InputFileError")
+class _DropTracebacks(logging.Filter):
+    """Beam and its workers log the traceback of any failure before the runner
+    re-raises it; the one ``error:`` line printed at the end says what failed.
+    Records that carry a traceback are dropped (``BEAM_LABELISSUES_TRACEBACKS=1`` keeps them)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
         if record.exc_info:
-            text += logging.Formatter().formatException(record.exc_info)
-        return not any(marker in text for marker in self._MARKERS)
+            return False
+        return "(most recent call last)" not in record.getMessage()
 
 
-def main(argv: Optional[Sequence[str]] = None, source_wrapper=None) -> int:
-    """Runs the command line; returns the exit code."""
+def main(argv: Optional[Sequence[str]] = None, source_wrapper=None, state: Optional[RunState] = None) -> int:
+    """Runs the command line; returns the exit code (``EXIT_CODES``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["report"]:
         return report_main(argv[1:])
@@ -687,39 +939,53 @@ def main(argv: Optional[Sequence[str]] = None, source_wrapper=None) -> int:
     try:
         args, beam_args = parse_args(argv)
     except SystemExit as stop:  # argparse: a usage error (2), or --help / --version (0)
-        return stop.code if isinstance(stop.code, int) else 2
+        return stop.code if isinstance(stop.code, int) else EXIT_USAGE
     configure_logging(logging.WARNING if args.quiet else logging.INFO)
     if not args.quiet:
         logging.getLogger("apache_beam").setLevel(logging.WARNING)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_DropWorkerTracebacksOfInputErrors())
+    if os.environ.get(TRACEBACKS_ENV) != "1":
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_DropTracebacks())
     try:
-        note = run_pipeline(args, beam_args, source_wrapper)
+        check_output_path(args.output)  # an unusable --output is refused before anything else
+        locations.check_output_location(args.output)
+        note = submit_only(args, beam_args, source_wrapper)
         if note is not None:
             print(note)
-            return 0
-        write_exports(args.output, args.export)
-        review_path = human_review_path(args)
-        summary, top, report_path = report_outputs(args.output, not args.no_report, human_review=review_path)
-        print_summary(args.output, summary, top, review_path, report_path)
+            return EXIT_OK
+        summary, top, review, report_path = run_to_publish(args, beam_args, source_wrapper, state)
     except LabelIssuesError as error:
+        wait_if_interrupted(state and state.interrupted)  # the run failed because it was interrupted
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return exit_code_of(error)
+    except Exception as error:  # a failure we did not foresee: still one line, the details in the debug log
+        wait_if_interrupted(state and state.interrupted)
+        _LOG.debug("unexpected failure", exc_info=True)
+        print(f"error: unexpected failure: {_innermost_message(error)}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    wait_if_interrupted(state and state.interrupted)
+    print_summary(args.output, summary, top, review, human_review_path(args), report_path)
     if summary.num_examples == 0:
         _LOG.warning("the input has no valid examples: wrote an empty label_issues file")
     if issue_rate_exceeded(summary, args.max_issue_rate):
         return EXIT_ISSUE_RATE_EXCEEDED
-    return 0
+    return EXIT_OK
 
 
-def run_and_exit(argv: Optional[Sequence[str]] = None) -> None:
-    """The console entry point: ``main``, then a fast exit.
+def run_and_exit(argv: Optional[Sequence[str]] = None, source_wrapper=None) -> None:
+    """The console entry point: ``main`` with interrupts handled, then a fast exit.
 
+    SIGINT, SIGTERM and SIGHUP end the run at once: the processes it started are
+    killed, its staging directory removed, one line printed (``processes``).
+    ``source_wrapper`` is ``main``'s test seam.
     Tearing down an interpreter that loaded Beam takes about half a second, and
     everything is written by then: run the exit handlers (Beam's stop job servers
     such as Flink's), flush, and leave without the teardown.
     """
-    exit_code = main(argv)
+    state = RunState()
+    state.interrupted = InterruptHandler(state.on_interrupt).install().interrupted
+    exit_code = main(argv, source_wrapper=source_wrapper, state=state)
+    wait_if_interrupted(state.interrupted)
     atexit._run_exitfuncs()
     logging.shutdown()
     sys.stdout.flush()

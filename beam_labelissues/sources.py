@@ -30,11 +30,14 @@ class ExampleSource(beam.PTransform):
     says that reading the data again costs more than holding the few rows the
     model disagrees with (compressed, columnar formats): ``FindLabelIssues`` then
     reads it one time less (see ``LabelIssuesOptions.hold_disagreeing_rows``).
+    ``unique_ids`` is True when the ids cannot repeat (row numbers); otherwise
+    ``FindLabelIssues`` checks them (see duplicates.py).
     """
 
     id_type: pa.DataType = pa.int64()
     description: str = ""
     decoding_costs_more: bool = False
+    unique_ids: bool = False
 
     def __init__(self, reshuffle: bool = True):
         super().__init__()

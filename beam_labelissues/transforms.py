@@ -37,6 +37,7 @@ from beam_labelissues.combiners import (
     SumCountsFn,
     ThresholdStats,
 )
+from beam_labelissues.duplicates import CheckUniqueCandidateIds
 from beam_labelissues.io.outputs import Summary
 from beam_labelissues.options import LabelIssuesOptions
 from beam_labelissues.validation import invalid_record_error, validate_batch
@@ -131,7 +132,9 @@ class ValidateExamples(beam.DoFn):
     def process(self, batch: ExampleBatch):
         if self._string_ids is not None and len(batch.ids):
             _check_id_kind(batch.ids, self._string_ids)
-        valid, invalid = validate_batch(batch, self._options.num_classes, self._options.tolerance)
+        valid, invalid = validate_batch(
+            batch, self._options.num_classes, self._options.tolerance, self._options.row_sum_tolerance
+        )
         self._progress.update(len(batch) + len(batch.malformed))
         if invalid:
             if self._options.on_invalid == "fail":
@@ -484,6 +487,7 @@ def _summary(
         adjust_pred_probs=options.adjust_pred_probs,
         estimation_method=options.estimation_method,
         tolerance=options.tolerance,
+        row_sum_tolerance=options.row_sum_tolerance,
         on_invalid=options.on_invalid,
         threshold_sample_fraction=options.threshold_sample_fraction,
         num_invalid_records=int(num_invalid),
@@ -562,9 +566,9 @@ class FindLabelIssues(beam.PTransform):
         the summary.
       label: the transform's label.
       **settings: any field of ``LabelIssuesOptions`` (``num_classes``, ``method``,
-        ``adjust_pred_probs``, ``estimation_method``, ``tolerance``, ``on_invalid``,
-        ``threshold_sample_fraction``, ``with_scores``, ``max_issues_per_worker``,
-        ``hold_disagreeing_rows``), overriding ``options``.
+        ``adjust_pred_probs``, ``estimation_method``, ``tolerance``, ``row_sum_tolerance``,
+        ``on_invalid``, ``threshold_sample_fraction``, ``with_scores``, ``max_issues_per_worker``,
+        ``hold_disagreeing_rows``, ``example_uri_template``), overriding ``options``.
     """
 
     def __init__(
@@ -694,7 +698,8 @@ class FindLabelIssues(beam.PTransform):
         boundary = valid.pipeline | "CutoffBinOnce" >> beam.Create([None]) | "LowestOfCutoffBin" >> beam.Map(
             lambda _, *parts: LowestScoresFn(id_dtype).extract_output(list(parts)), *lowest
         )
-        return thresholds_side, counts_side, cut_side, candidates.sure, boundary
+        parts = (candidates.sure, candidates[SelectIssueCandidates.BOUNDARY], agreeing)
+        return thresholds_side, counts_side, cut_side, candidates.sure, boundary, parts
 
     def _count_from_rereads(self, valid, examples_of, no_thresholds, no_counts, no_cut, id_dtype):
         """Thresholds, then a pass that counts with them, then one that selects the
@@ -724,7 +729,8 @@ class FindLabelIssues(beam.PTransform):
         boundary = candidates[SelectIssueCandidates.BOUNDARY] | "LowestOfCutoffBin" >> beam.CombineGlobally(
             LowestScoresFn(id_dtype)
         ).without_defaults()
-        return thresholds_side, counts_side, cut_side, candidates.sure, boundary
+        parts = (candidates.sure, candidates[SelectIssueCandidates.BOUNDARY])
+        return thresholds_side, counts_side, cut_side, candidates.sure, boundary, parts
 
     def expand(self, pinput) -> LabelIssuesResult:
         options = self._options
@@ -741,7 +747,7 @@ class FindLabelIssues(beam.PTransform):
             passes = self._count_from_held_rows(valid, examples_of, no_thresholds, no_counts, no_cut, id_dtype)
         else:
             passes = self._count_from_rereads(valid, examples_of, no_thresholds, no_counts, no_cut, id_dtype)
-        thresholds_side, counts_side, cut_side, candidates, boundary = passes
+        thresholds_side, counts_side, cut_side, candidates, boundary, candidate_parts = passes
         boundary_side = beam.pvalue.AsSingleton(boundary, default_value=no_boundary)
         issues = (
             candidates
@@ -767,7 +773,11 @@ class FindLabelIssues(beam.PTransform):
             )
         else:  # a run that meets an invalid record fails, so a finished one had none
             num_invalid, invalid = 0, None
-        summary = pinput.pipeline | "SummaryOnce" >> beam.Create([None]) | "Summary" >> beam.Map(
+        if getattr(self._source, "unique_ids", False):
+            summary_trigger = pinput.pipeline | "SummaryOnce" >> beam.Create([None])
+        else:  # the summary waits for the check (see duplicates.py)
+            summary_trigger = candidate_parts | "CheckUniqueIds" >> CheckUniqueCandidateIds()
+        summary = summary_trigger | "Summary" >> beam.Map(
             lambda _, *args: _summary(*args),
             totals_side,
             thresholds_side,

@@ -61,6 +61,7 @@ class FailOnceSource(ExampleSource):
         self._applied = 0
         self.id_type = inner.id_type
         self.description = inner.description
+        self.unique_ids = inner.unique_ids
 
     def read_tasks(self):
         return self._inner.read_tasks()
@@ -99,6 +100,7 @@ class _Counting(ExampleSource):
         self.applied = 0
         self.id_type = inner.id_type
         self.description = inner.description
+        self.unique_ids = inner.unique_ids
 
     def read_tasks(self):
         return self._inner.read_tasks()

@@ -82,14 +82,23 @@ class PrefixedLocalFileSystem(LocalFileSystem):
     def size(self, path):
         return super().size(self.local(path))
 
+    # LocalFileSystem's last_updated, checksum and metadata call self.exists on the
+    # local path, which this class would refuse: answer from os directly.
+    def _local_existing(self, path):
+        local = self.local(path)
+        if not os.path.exists(local):
+            raise BeamIOError(f"Path does not exist: {path}")
+        return local
+
     def last_updated(self, path):
-        return super().last_updated(self.local(path))
+        return os.path.getmtime(self._local_existing(path))
 
     def checksum(self, path):
-        return super().checksum(self.local(path))
+        return str(os.path.getsize(self._local_existing(path)))
 
     def metadata(self, path):
-        return self._remote_metadata(super().metadata(self.local(path)))
+        local = self._local_existing(path)
+        return FileMetadata(path, os.path.getsize(local), os.path.getmtime(local))
 
     def delete(self, paths):
         errors = {}

@@ -154,7 +154,7 @@ def test_bad_inputs_give_a_clear_error_and_no_traceback(tmp_path):
     for name, ((labels, probs), message) in cases.items():
         result = run_cli("--labels_file", labels, "--pred_probs_file", probs, "--output", str(tmp_path / "out"),
                          "--runner=FnApiRunner")
-        assert result.returncode == 2, (name, result.stdout, result.stderr)
+        assert result.returncode == cli.EXIT_BAD_INPUT, (name, result.stdout, result.stderr)
         assert "Traceback" not in result.stderr, (name, result.stderr)
         assert message in result.stderr, (name, result.stderr)
     assert not marker.exists(), "a pickled .npy was unpickled"

@@ -64,8 +64,9 @@ def _outputs_equal(a, b):
 
 def test_results_do_not_depend_on_batch_size(tmp_path):
     labels, probs = make_dataset(DatasetSpec(400, 7, "float32", "uint8", 0.3, seed=12, quantize=10))
+    # Rounded to tenths, rows no longer sum to 1: the row-sum rule is off for this data.
     cases = {f"batch{size}": (labels, probs, {"batch_size": size, "with_scores": True,
-                                              "method": "normalized_margin"})
+                                              "method": "normalized_margin", "row_sum_tolerance": None})
              for size in (1, 7, 10_000_000)}
     out = _run_cases(tmp_path, cases)
     expected = cleanlab_expected(labels, probs, method="normalized_margin")
@@ -89,7 +90,7 @@ def test_multi_process_workers_give_the_same_output(tmp_path):
 def test_ranking_in_score_ranges_equals_ranking_in_one_place(tmp_path):
     """A tiny memory budget splits the ranking over many score ranges; the output is the same."""
     labels, probs = make_dataset(DatasetSpec(20000, 10, "float32", "int64", 0.3, seed=14, quantize=50))
-    options = {"with_scores": True, "method": "normalized_margin"}
+    options = {"with_scores": True, "method": "normalized_margin", "row_sum_tolerance": None}  # rounded rows
     cases = {f"budget{b}": (labels, probs, dict(options, max_issues_per_worker=b)) for b in (1, 97, 10**9)}
     out = _run_cases(tmp_path, cases)
     whole = out["budget1000000000"]

@@ -61,7 +61,8 @@ COLUMN_NULL_ROW, ID_NULL_ROW = 155, 166
 
 def _dataset():
     labels, probs = make_dataset(SPEC)
-    probs[TOLERATED_ROW, 0] = np.float32(1 + TOLERANCE / 2)
+    # Values just outside [0, 1] that still sum to 1, as real predictions carry them.
+    probs[TOLERATED_ROW] = np.array([1 + TOLERANCE / 2, -TOLERANCE / 2, 0, 0], dtype=np.float32)
     return labels, probs
 
 
@@ -241,7 +242,7 @@ def test_fail_mode_stops_naming_the_record_and_the_reason(tmp_path, capsys, case
     output = str(tmp_path / "out")
     code = cli.main(args + ["--output", output, "--tolerance", str(TOLERANCE), "--no_report", "--quiet"])
     err = capsys.readouterr().err
-    assert code == 2
+    assert code == cli.EXIT_BAD_INPUT
     row = case[1]
     reason = (VALUE_CASES.get(row) or SHAPE_CASES.get(row) or (None, None, "null"))[2]
     assert f"invalid record id={shown_id!r}" in err or f"invalid record id={shown_id}" in err, err
@@ -273,7 +274,7 @@ def test_pickled_npy_is_refused_without_unpickling(tmp_path, capsys):
         for mode in ("fail", "skip"):
             code = cli.main(args + ["--output", str(tmp_path / "out"), "--on_invalid", mode, "--no_report", "--quiet"])
             err = capsys.readouterr().err
-            assert code == 2
+            assert code == cli.EXIT_BAD_INPUT
             assert "refusing to unpickle" in err
             assert not marker.exists(), "the pickle was unpickled"
     # The payload is live: numpy with allow_pickle=True does create the file (in a child process).
@@ -289,7 +290,7 @@ def test_a_raw_pickle_is_not_a_npy_file(tmp_path, capsys):
     _, probs = write_npy(str(tmp_path / "ok"), np.zeros(1, np.int64), np.full((1, 2), 0.5))
     code = cli.main(["--labels_file", str(raw), "--pred_probs_file", probs, "--output", str(tmp_path / "out"),
                      "--no_report", "--quiet"])
-    assert code == 2 and "not a .npy file" in capsys.readouterr().err
+    assert code == cli.EXIT_BAD_INPUT and "not a .npy file" in capsys.readouterr().err
     assert not marker.exists()
 
 
@@ -314,7 +315,7 @@ def test_file_level_problems_fail_even_when_skipping(tmp_path, capsys):
     for args, message in cases:
         code = cli.main(args + ["--output", str(tmp_path / "out"), "--on_invalid", "skip", "--no_report", "--quiet"])
         err = capsys.readouterr().err
-        assert code == 2 and message in err, (args, err)
+        assert code == cli.EXIT_BAD_INPUT and message in err, (args, err)
     assert not os.path.exists(tmp_path / "out")
     # Fortran order is read correctly, not refused.
     code = cli.main(["--labels_file", fortran_ok[0], "--pred_probs_file", fortran_ok[1], "--output",

@@ -301,7 +301,9 @@ def bad_files(tmp_path_factory):
 def test_input_problems_are_reported_before_the_pipeline_starts(capsys, bad_files, args, message):
     args = [a.format(base=bad_files) for a in args]
     code, _, err = _main(capsys, *args, "--output", str(bad_files / "out"), "--on_invalid", "skip")
-    assert code == 2
+    # Options that do not go together are usage errors; files the data cannot be read from, bad input.
+    usage = message in ("not both", "only apply to Parquet", "at least 2")
+    assert code == (cli.EXIT_USAGE if usage else cli.EXIT_BAD_INPUT), err
     assert message in err
     assert not os.path.exists(bad_files / "out"), "nothing may be written before the inputs are checked"
 

@@ -7,6 +7,8 @@ from typing import List, Optional
 
 from apache_beam.io.filesystems import FileSystems
 
+from beam_labelissues.io import paths
+
 
 def load_class_names(path: str, num_classes: Optional[int] = None) -> List[str]:
     """Reads class names (local, gs:// or s3://); line k (or item k) names class k.
@@ -15,6 +17,9 @@ def load_class_names(path: str, num_classes: Optional[int] = None) -> List[str]:
     silently shifting or merging classes; with ``num_classes`` the count must match.
     Raises ValueError naming the file and the problem.
     """
+    kind = paths.non_regular_kind(path)
+    if kind:
+        raise ValueError(f"class names file {path} is a {kind}, not a file")
     try:
         with FileSystems.open(path) as handle:
             text = handle.read().decode("utf-8-sig")

@@ -17,8 +17,9 @@ from beam_labelissues.io.class_names import load_class_names
 from beam_labelissues.io.layouts import CLASS_PLACEHOLDER, row_group_warning
 from beam_labelissues.io.npy import NpyPair, ReadNpyExamples
 from beam_labelissues.io.parquet import ParquetDataset, ReadParquetExamples
+from beam_labelissues.options import MAX_NUM_CLASSES
 from beam_labelissues.sources import ExampleSource
-from beam_labelissues.validation import UsageError
+from beam_labelissues.validation import InputFileError, UsageError
 
 DEFAULT_LABEL_COLUMN = "label"
 DEFAULT_PRED_PROBS_COLUMN = "pred_probs"
@@ -65,6 +66,8 @@ def open_inputs(
     """
     if num_classes is not None and num_classes < 2:
         raise UsageError(f"--num_classes must be at least 2, got {num_classes}")
+    if num_classes is not None and num_classes > MAX_NUM_CLASSES:
+        raise UsageError(f"--num_classes must be at most {MAX_NUM_CLASSES:,}, got {num_classes:,}")
     if batch_size is not None and batch_size < 1:
         raise UsageError(f"--batch_size must be at least 1, got {batch_size}")
     npy_given = labels_file is not None or pred_probs_file is not None
@@ -117,7 +120,9 @@ def open_inputs(
 def _open_npy(labels_file: str, pred_probs_file: str, num_classes: Optional[int], batch_size: Optional[int]) -> Inputs:
     pair = NpyPair.open(labels_file, pred_probs_file)
     if num_classes is not None and num_classes != pair.num_classes:
-        raise UsageError(f"--num_classes is {num_classes}, but {pred_probs_file} has {pair.num_classes} columns")
+        raise InputFileError(
+            f"--num_classes is {num_classes}, but {pred_probs_file} has {pair.num_classes} columns"
+        )
     source = ReadNpyExamples(pair, batch_size=batch_size)
     return Inputs(
         source=source,

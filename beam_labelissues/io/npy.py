@@ -1,14 +1,15 @@
 """Reads a pair of .npy files (labels, pred_probs) in row ranges, in parallel.
 
-The header is parsed here, through Beam's FileSystems, so local paths, gs:// and
-s3:// work alike, and rows are read with seek + read: no worker ever loads a
-whole file. Object (pickled) arrays are refused from their header alone, so
-nothing is ever unpickled.
+The header is read through Beam's FileSystems, so local paths, gs:// and s3://
+work alike, and parsed by numpy's own header parser (``numpy.lib.format``), so
+every header numpy refuses is refused here too. Rows are read with seek + read:
+no worker ever loads a whole file. Object (pickled) arrays are refused from their
+header alone, so nothing is ever unpickled; the shape is checked against the file's
+size before anything is allocated.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import struct
 from typing import Iterator, List, Optional, Tuple
@@ -16,9 +17,12 @@ from typing import Iterator, List, Optional, Tuple
 import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
+from numpy.lib import format as npy_format
 from apache_beam.io.filesystems import FileSystems
 
 from beam_labelissues.batches import ExampleBatch
+from beam_labelissues.io import paths
+from beam_labelissues.options import MAX_NUM_CLASSES
 from beam_labelissues.sources import ExampleSource
 from beam_labelissues.validation import InputFileError
 
@@ -62,54 +66,96 @@ def _read_exactly(handle, num_bytes: int, path: str) -> bytes:
     return b"".join(chunks)
 
 
+# numpy's own limit on a header's length (``numpy.lib.format``: longer headers "may not
+# be safe to load securely"); we read nothing longer.
+MAX_HEADER_BYTES = 10000
+_HEADER_READERS = {
+    (1, 0): (npy_format.read_array_header_1_0, "<H"),
+    (2, 0): (npy_format.read_array_header_2_0, "<I"),
+}
+
+
 def read_npy_header(path: str) -> NpyHeader:
-    """Parses a .npy header with ``ast.literal_eval``; never unpickles anything."""
-    if not FileSystems.exists(path):
-        raise InputFileError(f"{path}: no such file")
+    """Parses a .npy header as numpy does (``numpy.lib.format``); never unpickles anything.
+
+    Refuses every header numpy's parser refuses (a ``fortran_order`` that is not a
+    bool, a shape that is not a tuple of ints, missing or extra keys, a header longer
+    than numpy allows), object dtypes, and a file shorter than the header promises,
+    all before any array is allocated.
+    """
+    kind = paths.non_regular_kind(path)
+    if kind:
+        raise InputFileError(f"{path}: is a {kind}, not a regular file")
     try:
-        with _open(path) as handle:
-            prefix = handle.read(len(_MAGIC) + 2)
-            if len(prefix) < len(_MAGIC) + 2 or prefix[: len(_MAGIC)] != _MAGIC:
-                raise InputFileError(f"{path}: not a .npy file (no NUMPY magic string)")
-            major = prefix[len(_MAGIC)]
-            if major == 1:
-                (header_len,) = struct.unpack("<H", _read_exactly(handle, 2, path))
-                offset = len(_MAGIC) + 4
-            elif major in (2, 3):
-                (header_len,) = struct.unpack("<I", _read_exactly(handle, 4, path))
-                offset = len(_MAGIC) + 6
-            else:
-                raise InputFileError(f"{path}: unsupported .npy format version {major}")
-            text = _read_exactly(handle, header_len, path).decode("utf-8" if major == 3 else "latin1")
+        if not paths.exists_or_unreachable(path):
+            raise InputFileError(f"{path}: no such file")
     except InputFileError:
         raise
-    except OSError as error:
+    except Exception as error:  # BeamIOError, an unreachable filesystem, no credentials
         raise InputFileError(f"{path}: cannot read: {error}") from error
     try:
-        header = ast.literal_eval(text)
-        descr, fortran_order, shape = header["descr"], header["fortran_order"], tuple(header["shape"])
-        dtype = np.lib.format.descr_to_dtype(descr)
-    except (ValueError, SyntaxError, KeyError, TypeError) as error:
-        raise InputFileError(f"{path}: malformed .npy header {text.strip()!r}: {error}") from error
+        with _open(path) as handle:
+            header, data_offset = _parse_header(handle, path)
+    except InputFileError:
+        raise
+    except Exception as error:  # OSError, BeamIOError, a cloud client's errors
+        raise InputFileError(f"{path}: cannot read: {error}") from error
+    shape, fortran_order, dtype = header
     if dtype.hasobject:
         raise InputFileError(
-            f"{path}: holds Python objects (dtype {descr!r}), which numpy stores pickled; "
-            "refusing to unpickle it. Save plain numeric arrays, e.g. np.save(path, arr.astype(np.float32))."
+            f"{path}: holds Python objects (dtype {dtype.descr if dtype.names else dtype.str!r}), which numpy "
+            "stores pickled; refusing to unpickle it. Save plain numeric arrays, e.g. "
+            "np.save(path, arr.astype(np.float32))."
         )
-    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise InputFileError(f"{path}: malformed .npy header {text.strip()!r}: bad shape {shape!r}")
-    data_offset = offset + header_len
-    expected = data_offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if any(d < 0 for d in shape):
+        raise InputFileError(f"{path}: malformed .npy header: negative dimension in shape {shape}")
+    # Python integers: no overflow, however absurd the shape.
+    count = 1
+    for d in shape:
+        count *= d
+    expected = data_offset + count * dtype.itemsize
     try:
         size = FileSystems.get_filesystem(path).size(path)
     except Exception as error:  # BeamIOError; the header was readable, so rarely
         raise InputFileError(f"{path}: cannot read its size: {error}") from error
     if size < expected:
         raise InputFileError(
-            f"{path}: file ends early: the header promises {expected:,} bytes for shape {shape}, "
-            f"the file has {size:,} (truncated .npy file?)"
+            f"{path}: file ends early: the header promises {expected:,} bytes for shape {shape} "
+            f"({dtype}), the file has {size:,} (truncated .npy file?)"
         )
-    return NpyHeader(path, dtype, shape, bool(fortran_order), data_offset)
+    return NpyHeader(path, dtype, tuple(shape), bool(fortran_order), data_offset)
+
+
+def _parse_header(handle, path: str):
+    """(numpy's (shape, fortran_order, dtype), offset of the data) from an open .npy file."""
+    prefix = handle.read(len(_MAGIC) + 2)
+    if len(prefix) < len(_MAGIC) + 2 or prefix[: len(_MAGIC)] != _MAGIC:
+        raise InputFileError(f"{path}: not a .npy file (no NUMPY magic string)")
+    version = (prefix[len(_MAGIC)], prefix[len(_MAGIC) + 1])
+    if version not in _HEADER_READERS:
+        raise InputFileError(
+            f"{path}: unsupported .npy format version {version[0]}.{version[1]} (this pipeline reads "
+            "1.0 and 2.0, which numpy writes for every numeric array)"
+        )
+    read_header, length_format = _HEADER_READERS[version]
+    length_bytes = _read_exactly(handle, struct.calcsize(length_format), path)
+    (header_length,) = struct.unpack(length_format, length_bytes)
+    if header_length > MAX_HEADER_BYTES:
+        raise InputFileError(
+            f"{path}: malformed .npy header: {header_length:,} bytes long, numpy reads at most "
+            f"{MAX_HEADER_BYTES:,} (refusing it as numpy does)"
+        )
+    handle.seek(len(_MAGIC) + 2)
+    try:
+        header = read_header(handle, max_header_size=MAX_HEADER_BYTES)
+    except OSError:
+        raise
+    except Exception as error:  # ValueError, SyntaxError, tokenize's TokenError, RecursionError, ...
+        text = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if text.startswith("EOF: reading"):
+            raise InputFileError(f"{path}: file ends early, in the .npy header (truncated .npy file?)") from None
+        raise InputFileError(f"{path}: malformed .npy header: {text}") from None
+    return header, len(_MAGIC) + 2 + struct.calcsize(length_format) + header_length
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,6 +202,11 @@ class NpyPair:
             )
         if pred_probs.shape[1] < 2:
             raise InputFileError(f"{pred_probs_path}: needs at least 2 classes, got {pred_probs.shape[1]}")
+        if pred_probs.shape[1] > MAX_NUM_CLASSES:
+            raise InputFileError(
+                f"{pred_probs_path}: has {pred_probs.shape[1]:,} columns (classes); at most "
+                f"{MAX_NUM_CLASSES:,} classes are supported"
+            )
         if labels.shape[0] != pred_probs.shape[0]:
             raise InputFileError(
                 f"labels and pred_probs have different lengths: {labels_path} has "
@@ -222,6 +273,8 @@ def read_tasks(num_rows: int, rows_per_task: int) -> List[Tuple[int, int]]:
 
 class ReadNpyExamples(ExampleSource):
     """Reads labels.npy + pred_probs.npy as ``ExampleBatch`` elements; id = row index."""
+
+    unique_ids = True  # row numbers
 
     def __init__(self, pair: NpyPair, batch_size: Optional[int] = None, reshuffle: bool = True):
         super().__init__(reshuffle)

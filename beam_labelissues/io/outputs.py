@@ -4,14 +4,23 @@ Layout (a contract other tools read):
 
 - ``label_issues-RRRRR-of-NNNNN.parquet``: the ranked issues, one file per score range
   (at least one, even when empty; ``rank`` is global);
-- ``label_quality_scores-*.parquet``: every example, with ``with_scores``;
-- ``invalid_records-*.jsonl``: the records left out, with ``on_invalid='skip'``;
+- ``label_quality_scores-SSSSS-of-NNNNN.parquet``: every example, with ``with_scores``;
+- ``invalid_records-SSSSS-of-NNNNN.jsonl``: the records left out, with ``on_invalid='skip'``;
 - ``report.html``: the report, written by the command line after the pipeline;
 - ``label_issues.csv``, ``label_issues_labelstudio.json`` (+ its labeling config):
   the issues exported for a relabelling round (``--export``), written by the
   command line after the pipeline and listed in summary.json's ``export_files``;
-- ``summary.json``: written after every other file is complete, through a
-  temporary name and a rename, so its presence means the run finished.
+- ``summary.json``: the manifest. It lists every other file of the run and is
+  written after them, through a temporary name and a rename, so its presence
+  means the run finished.
+
+The command line never writes these into the output directory directly: a run
+writes them into its own staging directory and publishes them when it has
+finished (``beam_labelissues.io.output_dir`` states and implements the rule).
+The only files of an output directory this package ever deletes or replaces are
+those a ``summary.json`` of its own lists; paths are never treated as globs
+(``beam_labelissues.io.paths``). The writers here use exact paths only, which is
+also why they do not use Beam's file sinks: those read their own prefix as a glob.
 
 Everything goes through Beam's ``FileSystems``: local paths, gs:// and s3:// alike.
 """
@@ -23,21 +32,26 @@ import datetime
 import json
 import logging
 import time
+import uuid
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms.window import GlobalWindows
 
 from beam_labelissues import tables
 from beam_labelissues._version import __version__
+from beam_labelissues.io import paths
 
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.html"
 ISSUES_PREFIX = "label_issues"
 SCORES_PREFIX = "label_quality_scores"
 INVALID_PREFIX = "invalid_records"
+# Rows per Parquet row group when writing the issues.
+_ISSUES_ROW_GROUP = 1 << 20
 # The issues exported for a relabelling round (``beam_labelissues.io.exports``).
 CSV_EXPORT_FILE = "label_issues.csv"
 LABELSTUDIO_EXPORT_FILE = "label_issues_labelstudio.json"
@@ -46,8 +60,6 @@ EXPORT_FILES = (CSV_EXPORT_FILE, LABELSTUDIO_EXPORT_FILE, LABELSTUDIO_CONFIG_FIL
 # Summary fields that say how a run was made (version, settings, when, how long): they
 # differ between runs of the same data, so comparisons of results leave them out.
 RUN_RECORD_FIELDS = ("tool_version", "options", "started_at", "run_seconds")
-# Rows per Parquet row group when writing the issues.
-_ISSUES_ROW_GROUP = 1 << 20
 _LOG = logging.getLogger(__name__)
 
 
@@ -74,10 +86,13 @@ class Summary:
     score_histogram: Dict[str, List[float]]
     class_names: Optional[List[str]] = None
     input: Optional[str] = None
-    threshold_sample_fraction: float = 1.0
     label_issues_files: List[str] = dataclasses.field(default_factory=list)
     label_quality_scores_files: List[str] = dataclasses.field(default_factory=list)
     invalid_records_files: List[str] = dataclasses.field(default_factory=list)
+    threshold_sample_fraction: float = 1.0
+    # Files the command line adds to the run before publishing it (report.html).
+    report_files: List[str] = dataclasses.field(default_factory=list)
+    row_sum_tolerance: Optional[float] = None
     # How the run was made: the package version, every setting (the transform's
     # options and those of the command line), when the pipeline was built (UTC,
     # ISO 8601) and the seconds from then until summary.json was written. Older
@@ -118,6 +133,11 @@ class Summary:
         return (self.label_issues_files + self.label_quality_scores_files + self.invalid_records_files
                 + self.export_files)
 
+    @property
+    def files_of_the_run(self) -> List[str]:
+        """Every file this summary says its run wrote, summary.json excluded."""
+        return self.output_files + self.report_files
+
 
 def output_path(output_dir: str, name: str) -> str:
     return FileSystems.join(output_dir, name)
@@ -143,36 +163,20 @@ def write_then_rename(output_dir: str, name: str, mime_type: str, write: Callabl
     temporary = output_path(output_dir, f".{name}.tmp")
     with FileSystems.create(temporary, mime_type=mime_type) as handle:
         write(handle)
-    if FileSystems.exists(final):
-        FileSystems.delete([final])
-    FileSystems.rename([temporary], [final])
+    if not paths.is_local(final):  # a local rename replaces the file at once
+        paths.delete_file(final)
+    paths.rename(temporary, final)
     return final
 
 
-def remove_previous_outputs(output_dir: str) -> List[str]:
-    """Deletes the files an earlier run left in ``output_dir``, summary.json first.
-
-    Without this, a rerun that writes fewer shards would leave stale shards
-    beside the new ones.
-    """
-    removed = []
-    patterns = [
-        SUMMARY_FILE,
-        f".{SUMMARY_FILE}.tmp",
-        f"{ISSUES_PREFIX}-*",
-        f".{ISSUES_PREFIX}-*",
-        f"{SCORES_PREFIX}-*",
-        f"{INVALID_PREFIX}-*",
-        REPORT_FILE,
-        *EXPORT_FILES,
-    ]
-    for pattern in patterns:
-        for match in FileSystems.match([output_path(output_dir, pattern)])[0].metadata_list:
-            FileSystems.delete([match.path])
-            removed.append(match.path)
-    if removed:
-        _LOG.info("removed %d output file(s) of an earlier run in %s", len(removed), output_dir)
-    return removed
+def record_report(output_dir: str, summary: Optional[Summary] = None) -> Summary:
+    """Adds report.html to the files summary.json lists (rewritten through a temporary name)."""
+    summary = summary if summary is not None else read_summary(output_dir)
+    if REPORT_FILE not in summary.report_files:
+        summary = dataclasses.replace(summary, report_files=summary.report_files + [REPORT_FILE])
+        text = summary.to_json().encode("utf-8")
+        write_then_rename(output_dir, SUMMARY_FILE, "application/json", lambda handle: handle.write(text))
+    return summary
 
 
 def _write_issues(ranked, output_dir: str, uri_template: Optional[str] = None) -> str:
@@ -192,12 +196,72 @@ def _write_issues(ranked, output_dir: str, uri_template: Optional[str] = None) -
     )
 
 
+class _WritePartPerBundle(beam.DoFn):
+    """Writes every element of a bundle into one part file of ``output_dir``; yields its path.
+
+    Parts have hidden temporary names; ``_write_summary`` renames those of the
+    bundles that committed to numbered shard names. A retried bundle leaves its
+    failed attempt's part behind under a temporary name, never listed anywhere.
+    """
+
+    def __init__(self, output_dir: str, prefix: str, suffix: str, schema: Optional[pa.Schema] = None):
+        self._output_dir = output_dir
+        self._prefix = prefix
+        self._suffix = suffix
+        self._schema = schema
+
+    def start_bundle(self):
+        self._path = self._handle = self._writer = None
+
+    def _open(self):
+        self._path = output_path(self._output_dir, f".{self._prefix}-part-{uuid.uuid4().hex}{self._suffix}.tmp")
+        self._handle = FileSystems.create(self._path, mime_type="application/octet-stream")
+        if self._schema is not None:
+            self._writer = pq.ParquetWriter(self._handle, self._schema)
+
+    def process(self, element):
+        if self._handle is None:
+            self._open()
+        if self._writer is not None:
+            self._writer.write_table(element)
+        else:
+            self._handle.write(element.encode("utf-8") + b"\n")
+
+    def finish_bundle(self):
+        if self._handle is None:
+            return
+        if self._writer is not None:
+            self._writer.close()
+        self._handle.close()
+        yield GlobalWindows.windowed_value(self._path)
+
+
+def shard_name(prefix: str, index: int, count: int, suffix: str) -> str:
+    return f"{prefix}-{index:05d}-of-{count:05d}{suffix}"
+
+
+def _name_parts(output_dir: str, parts: Sequence[str], prefix: str, suffix: str) -> List[str]:
+    """Renames the committed parts to ``prefix-SSSSS-of-NNNNN suffix``; returns the names.
+
+    Idempotent: a part already renamed by an earlier attempt of this step is skipped.
+    """
+    parts = sorted(set(parts))
+    names = [shard_name(prefix, i, len(parts), suffix) for i in range(len(parts))]
+    for part, name in zip(parts, names):
+        final = output_path(output_dir, name)
+        if paths.exists(part):
+            paths.rename(part, final)
+        elif not paths.exists(final):
+            raise FileNotFoundError(f"{part}: a written part of the output is missing")
+    return names
+
+
 def _write_summary(
     summary: Summary,
     output_dir: str,
     issue_files: Sequence[str],
-    score_files: Sequence[str],
-    invalid_files: Sequence[str],
+    score_parts: Sequence[str],
+    invalid_parts: Sequence[str],
     empty_issues: pa.Table,
     run_record: Optional[Dict[str, Any]] = None,
 ) -> str:
@@ -214,8 +278,8 @@ def _write_summary(
     summary = dataclasses.replace(
         summary,
         label_issues_files=sorted(_basename(f) for f in issue_files),
-        label_quality_scores_files=sorted(_basename(f) for f in score_files),
-        invalid_records_files=sorted(_basename(f) for f in invalid_files),
+        label_quality_scores_files=_name_parts(output_dir, score_parts, SCORES_PREFIX, ".parquet"),
+        invalid_records_files=_name_parts(output_dir, invalid_parts, INVALID_PREFIX, ".jsonl"),
         **_finished_run(run_record),
     )
     return write_then_rename(
@@ -232,6 +296,9 @@ class WriteLabelIssues(beam.PTransform):
         result | WriteLabelIssues("gs://bucket/label_issues")
 
     The result carries the id type and the class names, so only the path is needed.
+    It writes straight into ``output_dir``; the command line points it at the
+    staging directory of an ``io.output_dir.OutputDirectory``, which publishes the
+    files once the run finished.
 
     Args:
       output_dir: the directory to write into (local, gs://, s3://).
@@ -253,36 +320,32 @@ class WriteLabelIssues(beam.PTransform):
         output_dir = self._output_dir
         uri_template = getattr(result.options, "example_uri_template", None)
         issue_files = result.issues | "WriteLabelIssues" >> beam.Map(_write_issues, output_dir, uri_template)
-        score_files: Any = []
+        score_parts: Any = []
         if result.scores is not None:
-            scores_schema = tables.label_quality_scores_schema(result.id_type, result.class_names is not None)
+            schema = tables.label_quality_scores_schema(result.id_type, result.class_names is not None)
             scores = result.scores
             if uri_template is not None:
-                scores_schema = tables.with_uri_field(scores_schema)
+                schema = tables.with_uri_field(schema)
                 scores = scores | "AddUriToScores" >> beam.Map(tables.add_uri_column, uri_template)
-            score_files = beam.pvalue.AsList(
+            score_parts = beam.pvalue.AsList(
                 scores
-                | "WriteLabelQualityScores" >> beam.io.WriteToParquetBatched(
-                    output_path(output_dir, SCORES_PREFIX),
-                    schema=scores_schema,
-                    file_name_suffix=".parquet",
+                | "WriteLabelQualityScores" >> beam.ParDo(
+                    _WritePartPerBundle(output_dir, SCORES_PREFIX, ".parquet", schema)
                 )
             )
-        invalid_files: Any = []
+        invalid_parts: Any = []
         if result.invalid_records is not None:
-            invalid_files = beam.pvalue.AsList(
+            invalid_parts = beam.pvalue.AsList(
                 result.invalid_records
                 | "InvalidToJson" >> beam.Map(lambda record: json.dumps(record, sort_keys=True))
-                | "WriteInvalidRecords" >> beam.io.WriteToText(
-                    output_path(output_dir, INVALID_PREFIX), file_name_suffix=".jsonl", skip_if_empty=True
-                )
+                | "WriteInvalidRecords" >> beam.ParDo(_WritePartPerBundle(output_dir, INVALID_PREFIX, ".jsonl"))
             )
         return result.summary | "WriteSummary" >> beam.Map(
             _write_summary,
             output_dir,
             beam.pvalue.AsList(issue_files),
-            score_files,
-            invalid_files,
+            score_parts,
+            invalid_parts,
             tables.add_uri_column(tables.empty_label_issues_table(result.id_type, result.class_names), uri_template),
             _run_record(result.options, self._run_options),
         )

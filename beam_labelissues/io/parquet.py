@@ -40,6 +40,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -51,7 +52,9 @@ from beam_labelissues.io.layouts import (
     label_type_problem,
     listed_class_columns,
 )
+from beam_labelissues.io import paths
 from beam_labelissues.io.npy import rows_per_batch
+from beam_labelissues.options import MAX_NUM_CLASSES
 from beam_labelissues.sources import ExampleSource
 from beam_labelissues.validation import InputFileError
 
@@ -62,6 +65,8 @@ _BATCHES_PER_TASK = 8
 _FOOTER_THREADS = 16
 _INT64_MAX = np.iinfo(np.int64).max
 _TRAILING_NUMBER = re.compile(r"(\d+)$")
+# Rows whose list lengths tell K when nothing else does (the first rows of the first row group).
+_K_SAMPLE_ROWS = 10_000
 _LOG = logging.getLogger(__name__)
 
 
@@ -157,6 +162,9 @@ class _Footer:
 
 
 def _read_footer(path: str) -> _Footer:
+    kind = paths.non_regular_kind(path)
+    if kind:
+        raise InputFileError(f"{path}: is a {kind}, not a regular file")
     try:
         with _open(path) as handle:
             metadata = pq.ParquetFile(handle).metadata
@@ -215,21 +223,49 @@ def _check_columns(footer: _Footer, columns: ParquetColumns) -> Tuple[Optional[i
     return fixed_size, id_kind
 
 
-def _first_row_length(footers: Sequence[_Footer], column: str) -> int:
-    """K from the length of the first row's pred_probs list, in sorted-name order."""
+def _majority_row_length(footers: Sequence[_Footer], column: str) -> int:
+    """K from the lengths of the pred_probs lists in the first rows of the first row group.
+
+    The length most of those rows share (more than half of them) is K; rows that
+    disagree are named in a warning and become invalid records. One malformed first
+    row therefore cannot turn every good row into an invalid one.
+    """
     for footer in footers:
         if sum(footer.row_group_rows) == 0:
             continue
         first_group = next(i for i, rows in enumerate(footer.row_group_rows) if rows)
-        with _open(footer.path) as handle:
-            batch = next(pq.ParquetFile(handle).iter_batches(batch_size=1, row_groups=[first_group], columns=[column]))
-        value = batch.column(0)[0]
-        if not value.is_valid:
+        try:
+            with _open(footer.path) as handle:
+                batch = next(pq.ParquetFile(handle).iter_batches(
+                    batch_size=_K_SAMPLE_ROWS, row_groups=[first_group], columns=[column]))
+        except Exception as error:  # OSError, ArrowInvalid: a damaged page
+            raise InputFileError(f"{footer.path}: cannot read row group {first_group}: {error}") from error
+        values = batch.column(0)
+        valid = np.flatnonzero(~np.asarray(values.is_null().to_numpy(zero_copy_only=False), dtype=bool))
+        if len(valid) == 0:
             raise InputFileError(
-                f"{footer.path}: the first row's {column!r} is null, so the number of classes cannot "
-                "be taken from it; pass --num_classes"
+                f"{footer.path}: the first {len(values):,} rows' {column!r} are null, so the number of "
+                "classes cannot be taken from them; pass --num_classes"
             )
-        return len(value.values)
+        lengths = np.asarray(pc.list_value_length(values).to_numpy(zero_copy_only=False))[valid]
+        sizes, counts = np.unique(lengths, return_counts=True)
+        best = int(np.argmax(counts))
+        if counts[best] * 2 <= len(lengths):
+            shown = ", ".join(f"{int(c):,} rows of {int(k)}" for k, c in zip(sizes, counts))
+            raise InputFileError(
+                f"{footer.path}: cannot tell the number of classes from the lengths of {column!r} in the "
+                f"first {len(lengths):,} rows ({shown}); pass --num_classes"
+            )
+        k = int(sizes[best])
+        disagree = valid[lengths != k]
+        if len(disagree):
+            rows = ", ".join(str(int(i)) for i in disagree[:5]) + (" ..." if len(disagree) > 5 else "")
+            _LOG.warning(
+                "%s: the number of classes is %d (the length of %r in %d of the first %d rows); row(s) %s "
+                "of this file have another length and will be invalid records",
+                footer.path, k, column, int(counts[best]), len(lengths), rows,
+            )
+        return k
     raise AssertionError("called without rows")
 
 
@@ -266,7 +302,7 @@ class ParquetDataset:
         or a ``{class}`` template) wins over ``pred_probs_column``. ``class_names``
         map labels given as names to indices and fill a ``{class}`` template.
         K is ``num_classes`` when given, else the fixed_size_list size, else the number of
-        class columns, else the length of the first row's list. With zero rows and none
+        class columns, else the list length most of the first rows share. With zero rows and none
         of these, K is None: the caller decides.
         """
         files = input_files(pattern)
@@ -306,7 +342,7 @@ class ParquetDataset:
         elif fixed_sizes:
             inferred = next(iter(fixed_sizes))[0]
         elif first_row:
-            inferred = _first_row_length(footers, columns.pred_probs)
+            inferred = _majority_row_length(footers, columns.pred_probs)
         else:
             inferred = None
         if num_classes is not None:
@@ -317,6 +353,8 @@ class ParquetDataset:
             inferred = num_classes
         if inferred is not None and inferred < 2:
             raise InputFileError(f"{pattern}: needs at least 2 classes, got {inferred}")
+        if inferred is not None and inferred > MAX_NUM_CLASSES:
+            raise InputFileError(f"{pattern}: {inferred:,} classes; at most {MAX_NUM_CLASSES:,} are supported")
 
         itemsize = 8
         if footers:
@@ -552,16 +590,25 @@ class _ReadRowGroups(beam.DoFn):
     def process(self, tasks: Tuple[RowGroupTask, ...]) -> Iterator[ExampleBatch]:
         path = tasks[0].path
         tables = _decoded_row_groups(path, [task.row_group for task in tasks], self._columns.names)
-        for task, table in zip(tasks, tables):
-            if table.num_rows != task.num_rows:
-                raise InputFileError(
-                    f"{path}: row group {task.row_group} has {table.num_rows} rows, "
-                    f"its footer said {task.num_rows} (did the file change during the run?)"
-                )
-            row = task.first_row
-            for batch in table.to_batches(max_chunksize=self._batch_rows):
-                yield record_batch_to_examples(batch, self._columns, self._num_classes, row)
-                row += batch.num_rows
+        try:
+            for task in tasks:
+                try:
+                    table = next(tables)
+                except Exception as error:  # OSError, ArrowInvalid: a damaged page
+                    raise InputFileError(
+                        f"{path}: cannot read row group {task.row_group} (rows from {task.first_row:,}): {error}"
+                    ) from error
+                if table.num_rows != task.num_rows:
+                    raise InputFileError(
+                        f"{path}: row group {task.row_group} has {table.num_rows} rows, "
+                        f"its footer said {task.num_rows} (did the file change during the run?)"
+                    )
+                row = task.first_row
+                for batch in table.to_batches(max_chunksize=self._batch_rows):
+                    yield record_batch_to_examples(batch, self._columns, self._num_classes, row)
+                    row += batch.num_rows
+        finally:
+            tables.close()
 
 
 class ReadParquetExamples(ExampleSource):
@@ -584,6 +631,7 @@ class ReadParquetExamples(ExampleSource):
         self._batch_rows = rows_per_batch(self._num_classes, dataset.prob_itemsize, batch_size)
         self.id_type = dataset.id_type
         self.description = dataset.description
+        self.unique_ids = dataset.columns.id is None  # row numbers
 
     def read_tasks(self) -> List[Tuple[RowGroupTask, ...]]:
         return group_tasks(self._dataset.tasks, max(self._batch_rows * _BATCHES_PER_TASK, 1))
