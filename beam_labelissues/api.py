@@ -37,6 +37,7 @@ from beam_labelissues.transforms import FindLabelIssues, ScoreLabelQuality
 from beam_labelissues.validation import InvalidRecordError, error_inside, validate_batch
 
 DEFAULT_TOLERANCE = default("tolerance")
+DEFAULT_ROW_SUM_TOLERANCE = default("row_sum_tolerance")
 
 _LOG = logging.getLogger(__name__)
 _PACKAGE_LOGGER = "beam_labelissues"
@@ -189,6 +190,7 @@ def find_label_issues_batched(
     num_issue_kwargs: Optional[dict] = None,
     return_mask: bool = False,
     threshold_sample_fraction: float = 1.0,
+    row_sum_tolerance: Optional[float] = DEFAULT_ROW_SUM_TOLERANCE,
 ) -> np.ndarray:
     """Finds label issues with confident learning, as cleanlab's ``find_label_issues_batched``.
 
@@ -216,6 +218,9 @@ def find_label_issues_batched(
     threshold_sample_fraction: compute the confident thresholds from a deterministic
         sample of this fraction of the rows, chosen by a hash of the row index
         (``beam_labelissues.sampling``); 1.0, the default, uses every row.
+    row_sum_tolerance: a row whose probabilities sum to further than this from 1 is
+        invalid (confident learning assumes distributions); None turns the check off.
+        The same rule as the pipeline's (``LabelIssuesOptions.row_sum_tolerance``).
 
     Returns
     -------
@@ -238,7 +243,8 @@ def find_label_issues_batched(
     mode = _worker_mode(source, workers)
     source.reshuffle = workers > 1
     transform = FindLabelIssues(
-        source.num_classes, source=source, threshold_sample_fraction=threshold_sample_fraction, **settings
+        source.num_classes, source=source, threshold_sample_fraction=threshold_sample_fraction,
+        row_sum_tolerance=row_sum_tolerance, **settings
     )
     with _progress_to_stderr(verbose):
         _LOG.info(
@@ -301,6 +307,7 @@ class LabelInspector:
         n_jobs: Optional[int] = 1,
         threshold_sample_fraction: float = 1.0,
         tolerance: float = DEFAULT_TOLERANCE,
+        row_sum_tolerance: Optional[float] = DEFAULT_ROW_SUM_TOLERANCE,
     ):
         self.num_class = int(num_class)
         self.store_results = bool(store_results)
@@ -311,6 +318,7 @@ class LabelInspector:
         self._options = LabelIssuesOptions(
             num_classes=self.num_class,
             tolerance=float(tolerance),
+            row_sum_tolerance=row_sum_tolerance,
             threshold_sample_fraction=float(threshold_sample_fraction),
             **_settings(quality_score_kwargs, num_issue_kwargs),
         )
@@ -456,7 +464,10 @@ class LabelInspector:
         if not labels.dtype.isnative:
             labels = labels.astype(labels.dtype.newbyteorder("="))
         ids = np.arange(first_id, first_id + len(labels), dtype=np.int64)
-        valid, invalid = validate_batch(ExampleBatch(ids, labels, pred_probs), self.num_class, self._options.tolerance)
+        valid, invalid = validate_batch(
+            ExampleBatch(ids, labels, pred_probs), self.num_class, self._options.tolerance,
+            self._options.row_sum_tolerance,
+        )
         if invalid:
             first = invalid[0]
             raise InvalidRecordError(

@@ -35,13 +35,13 @@ import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, TestOptions
 
 from beam_labelissues import demo, flink, kernels, runners
 from beam_labelissues._version import __version__
 from beam_labelissues.io import exports
 from beam_labelissues.io import inputs as input_files
-from beam_labelissues.io import locations, outputs, paths
+from beam_labelissues.io import outputs, paths
 from beam_labelissues.io.class_names import load_class_names
 from beam_labelissues.io.human_review import load_human_review, review_of_issues
 from beam_labelissues.io.output_dir import OutputDirectory, check_output_path
@@ -145,7 +145,7 @@ def _non_negative_decimal(text: str) -> float:
 
 def _non_negative_decimal_or_inf(text: str) -> float:
     """An argparse type: a non-negative decimal number, or ``inf`` (no limit)."""
-    return float("inf") if text.lower() == "inf" else _non_negative_decimal(text)
+    return float("inf") if text == "inf" else _non_negative_decimal(text)
 
 
 def _add_flag(group, name: str, help_text: str) -> None:
@@ -155,8 +155,15 @@ def _add_flag(group, name: str, help_text: str) -> None:
     )
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (``error: ...``) like every other failure."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"error: {message} ({self.prog} --help explains every option)\n")
+
+
 def build_arg_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrors(
         prog=PROG,
         # Only whole option names: --labels (Dataflow's job labels) must reach Beam, not
         # be taken for --labels_file.
@@ -410,7 +417,7 @@ def _check_review_workflow_options(parser: argparse.ArgumentParser, args: argpar
 
 
 def build_report_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrors(
         prog=f"{PROG} report",
         allow_abbrev=False,
         description="Rebuild report.html from the outputs of an earlier run; with --export and "
@@ -730,7 +737,8 @@ def submit_only(args, beam_args, source_wrapper) -> Optional[str]:
     note = runners.submits_only(pipeline.options, args.output)
     if note is None:
         return None
-    OutputDirectory(args.output, overwrite=args.overwrite).check_writable_in_place()
+    if not pipeline.options.view_as(TestOptions).dry_run:  # a dry run writes nothing, ever
+        OutputDirectory(args.output, overwrite=args.overwrite).check_writable_in_place()
     try:
         with runners.local_worker_log_levels(pipeline.options):
             pipeline.run()
@@ -948,7 +956,6 @@ def main(argv: Optional[Sequence[str]] = None, source_wrapper=None, state: Optio
             handler.addFilter(_DropTracebacks())
     try:
         check_output_path(args.output)  # an unusable --output is refused before anything else
-        locations.check_output_location(args.output)
         note = submit_only(args, beam_args, source_wrapper)
         if note is not None:
             print(note)

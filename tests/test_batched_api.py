@@ -86,8 +86,10 @@ def test_generated_datasets(index):
     return_mask = index % 2 == 1
     labels, probs = make_dataset(spec)
     expected = cleanlab_expected(labels, probs, **options)
+    # Quantized probabilities do not sum to 1: the row-sum rule is turned off for them.
     found = find_label_issues_batched(
-        labels, probs, batch_size=777, verbose=False, return_mask=return_mask, **_kwargs(options)
+        labels, probs, batch_size=777, verbose=False, return_mask=return_mask,
+        row_sum_tolerance=None if spec.quantize else 1e-2, **_kwargs(options)
     )
     _assert_same_as_cleanlab(found, expected, return_mask)
 

@@ -107,7 +107,8 @@ def test_holding_the_disagreeing_rows_gives_the_same_outputs_as_reading_again(tm
     only for the cutoff bin; forced to read again instead, every output is identical."""
     labels, probs = make_dataset(DatasetSpec(20000, 6, "float32", "int64", 0.2, seed=15, quantize=40))
     cases = {f"hold{h}-{m}": (labels, probs, {"hold_disagreeing_rows": h, "with_scores": True, "method": m,
-                                              "max_issues_per_worker": 500, "batch_size": 999})
+                                              "max_issues_per_worker": 500, "batch_size": 999,
+                                              "row_sum_tolerance": None})
              for h in (True, False) for m in ("self_confidence", "confidence_weighted_entropy")}
     out = _run_cases(tmp_path, cases)
     for method in ("self_confidence", "confidence_weighted_entropy"):

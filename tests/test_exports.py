@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from harness import run_pipeline
+from harness import run_pipeline, run_cli
 from input_files import examples_table
 
 from beam_labelissues import demo
@@ -144,20 +144,25 @@ def test_csv_holds_the_issues_columns(image_run):
         assert row["predicted_label_name"] == MNIST_NAMES[issue["predicted_label"]]
 
 
-def test_exports_are_listed_in_the_summary_and_removed_with_the_run(image_run):
+def test_exports_are_listed_in_the_summary_and_removed_with_the_run(image_run, tmp_path):
     out, summary = image_run
     assert summary.export_files == sorted(outputs.EXPORT_FILES)
     on_disk = outputs.read_summary(out)
     assert on_disk.export_files == summary.export_files
     assert set(summary.export_files) <= set(on_disk.output_files)
-    copy = Path(out).parent / "rerun"
-    copy.mkdir()
-    for name in summary.export_files:
-        (copy / name).write_text("from an earlier run")
-    (copy / "my_notes.csv").write_text("the user's own file")
-    removed = outputs.remove_previous_outputs(str(copy))
-    assert sorted(Path(p).name for p in removed) == sorted(outputs.EXPORT_FILES)
-    assert (copy / "my_notes.csv").read_text() == "the user's own file"
+    # Through the command line: the exports are published with the run, and the next run
+    # into the same directory (without --export) removes them, as every file the earlier
+    # summary.json lists; a user's own file beside them stays.
+    rerun = tmp_path / "rerun"
+    first = run_cli("--output", rerun, "--export", "labelstudio,csv", "--no_report", "--quiet")
+    assert first.returncode == 0, first.stderr
+    assert sorted(p.name for p in rerun.iterdir() if p.name in outputs.EXPORT_FILES) == sorted(outputs.EXPORT_FILES)
+    (rerun / "my_notes.csv").write_text("the user's own file")
+    second = run_cli("--output", rerun, "--no_report", "--quiet")
+    assert second.returncode == 0, second.stderr
+    assert not [p.name for p in rerun.iterdir() if p.name in outputs.EXPORT_FILES]
+    assert outputs.read_summary(str(rerun)).export_files == []
+    assert (rerun / "my_notes.csv").read_text() == "the user's own file"
 
 
 def test_hostile_ids_and_names_survive_both_exports(tmp_path):

@@ -270,10 +270,10 @@ def test_options_out_of_range_are_usage_errors(tmp_path, good):
     pq.write_table(examples_table(np.array([0, 1, 2]), np.full((3, 3), 1 / 3)), str(parquet))
     cases = [
         (["--input", parquet, "--num_classes", str(10**12)], "--num_classes must be at most 100,000"),
-        (npy + ["--tolerance", "inf"], "tolerance must be a finite number >= 0"),
-        (npy + ["--tolerance", "nan"], "tolerance must be a finite number >= 0"),
-        (npy + ["--row_sum_tolerance", "-1"], "row_sum_tolerance must be >= 0"),
-        (npy + ["--batch_size", "0"], "--batch_size must be at least 1"),
+        (npy + ["--tolerance", "inf"], "argument --tolerance: expected a non-negative number"),
+        (npy + ["--tolerance", "nan"], "argument --tolerance: expected a non-negative number"),
+        (npy + ["--row_sum_tolerance", "-1"], "argument --row_sum_tolerance: expected a non-negative number"),
+        (npy + ["--batch_size", "0"], "argument --batch_size: expected a whole number, at least 1"),
     ]
     for args, message in cases:
         assert message in _refused(args, cli.EXIT_USAGE, tmp_path), args
@@ -290,7 +290,7 @@ def test_output_paths_that_cannot_be_an_output_directory(tmp_path, good):
         (a_file / "out", "path through a file"),
         (dangling, "is a symbolic link to"),
         ("", "--output is empty"),
-        ("nosuch://bucket/out", "no filesystem serves this path"),
+        ("nosuch://bucket/out", "no filesystem handles nosuch:// paths"),
     ]
     for out, message in cases:
         line = _refused(npy, cli.EXIT_USAGE, tmp_path, fs_out=out)

@@ -25,7 +25,8 @@ def scheme(path: str) -> Optional[str]:
     return head.lower() if separator else None
 
 
-def _install_hint(path: str) -> str:
+def install_hint(path: str) -> str:
+    """' (pip install ... adds gs://)' for a scheme one of our extras adds; else ''."""
     extra = EXTRA_FOR_SCHEME.get(scheme(path) or "")
     return f" (pip install 'beam-labelissues[{extra}]' adds {scheme(path)}://)" if extra else ""
 
@@ -39,17 +40,7 @@ def check_output_location(path: str, option: str = "--output") -> None:
     try:
         FileSystems.get_filesystem(path)
     except ValueError as error:
-        hint = _install_hint(path) or (
+        hint = install_hint(path) or (
             " (usable: local paths, gs:// with beam-labelissues[gcp], s3:// with beam-labelissues[aws])"
         )
         raise UsageError(f"{option} {path}: no filesystem handles {scheme(path)}:// paths{hint}") from error
-
-
-def prepare_output_dir(path: str, option: str = "--output") -> None:
-    """Creates the output directory when it does not exist; ``UsageError`` when it cannot be reached."""
-    check_output_location(path, option)
-    try:
-        if not FileSystems.exists(path):
-            FileSystems.mkdirs(path)
-    except Exception as error:  # BeamIOError, OSError, or a filesystem's own error
-        raise UsageError(f"{option} {path}: cannot use it: {_one_line(error)}{_install_hint(path)}") from error

@@ -46,9 +46,9 @@ from typing import Iterator, List, Optional, Set
 
 from apache_beam.io.filesystems import FileSystems
 
-from beam_labelissues.io import outputs, paths
+from beam_labelissues.io import locations, outputs, paths
 from beam_labelissues.processes import process_alive
-from beam_labelissues.validation import OutputDirError
+from beam_labelissues.validation import OutputDirError, UsageError
 
 STAGING_PREFIX = ".beam-labelissues-staging-"
 LOCK_FILE = ".beam-labelissues.lock"
@@ -230,9 +230,9 @@ def check_output_path(path: str) -> None:
     if not path or not path.strip():
         raise OutputDirError("--output is empty: give a directory")
     try:
-        paths.check_filesystem(path)
-    except ValueError as error:
-        raise OutputDirError(f"--output {path}: no filesystem serves this path ({error})") from error
+        locations.check_output_location(path)  # a filesystem serves it (the extra that adds it, if not)
+    except UsageError as error:
+        raise OutputDirError(str(error)) from error
     kind = paths.local_kind(path)
     if kind in ("missing", None):
         return
@@ -283,7 +283,9 @@ class OutputDirectory:
         try:
             self._created = not paths.exists_or_unreachable(path)
         except Exception as error:  # UnreachableError, no credentials, ...
-            raise OutputDirError(f"--output {path}: cannot reach the filesystem: {_one_line(error)}") from error
+            raise OutputDirError(
+                f"--output {path}: cannot reach the filesystem: {_one_line(error)}{locations.install_hint(path)}"
+            ) from error
         try:
             paths.make_directories(path)
         except Exception as error:  # OSError, BeamIOError, a cloud client's errors
@@ -315,7 +317,10 @@ class OutputDirectory:
             if not paths.exists_or_unreachable(self.path):
                 return
         except Exception as error:  # UnreachableError, no credentials, ...
-            raise OutputDirError(f"--output {self.path}: cannot reach the filesystem: {_one_line(error)}") from error
+            raise OutputDirError(
+                f"--output {self.path}: cannot reach the filesystem: {_one_line(error)}"
+                f"{locations.install_hint(self.path)}"
+            ) from error
         earlier = self._look()
         others = [name for name in paths.list_names(self.path) if name != LOCK_FILE and not is_staging_name(name)]
         if others and not earlier.owned and not self.overwrite:
