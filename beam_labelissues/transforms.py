@@ -22,7 +22,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
 from beam_labelissues import coders  # noqa: F401  registers the coders of the batch types
-from beam_labelissues import kernels, tables
+from beam_labelissues import full_method, kernels, tables
 from beam_labelissues.batches import DisagreeingRows, ExampleBatch, IssueCandidates, ScoredBatch
 from beam_labelissues.combiners import (
     NUM_SCORE_BINS,
@@ -447,6 +447,7 @@ def _summary(
     options: LabelIssuesOptions,
     class_names: Optional[Sequence[str]],
     input_description: Optional[str],
+    health: "full_method.DatasetHealth",
 ) -> Summary:
     histogram = count_stats.summary_histogram()
     return Summary(
@@ -470,6 +471,13 @@ def _summary(
         },
         class_names=list(class_names) if class_names is not None else None,
         input=input_description,
+        filter_by=options.filter_by,
+        frac_noise=options.frac_noise,
+        num_to_remove_per_class=(list(options.num_to_remove_per_class)
+                                 if options.num_to_remove_per_class is not None else None),
+        min_examples_per_class=options.min_examples_per_class,
+        calibration_tie_break=options.calibration_tie_break,
+        **health.summary_fields(),
     )
 
 
@@ -485,6 +493,9 @@ class LabelIssuesResult:
       summary: one ``Summary``, the content of summary.json without its file lists.
       invalid_records: dicts (id, reason, label, pred_probs) with
         ``on_invalid='skip'``, else None.
+      health: the dataset's health (``full_method.LabelHealth``): the calibrated
+        confident joint, the class and overlap tables and, with more than 100
+        classes, the noise matrices, each a PCollection of one ``pyarrow.Table``.
       id_type: the Arrow type of the ids in the tables.
       class_names: the class names, when given.
       options: the settings the issues were found with.
@@ -499,6 +510,7 @@ class LabelIssuesResult:
     id_type: pa.DataType
     class_names: Optional[Tuple[str, ...]]
     options: LabelIssuesOptions
+    health: Optional[full_method.LabelHealth] = None
 
 
 class FindLabelIssues(beam.PTransform):
@@ -604,7 +616,7 @@ class FindLabelIssues(beam.PTransform):
         )
         return beam.pvalue.AsSingleton(cut, default_value=no_cut)
 
-    def _count_from_held_rows(self, valid, examples_of, no_thresholds, no_counts, no_cut, id_dtype):
+    def _count_from_held_rows(self, valid, examples_of, no_thresholds, no_counts, no_cut, id_dtype, no_joint):
         """The first pass scores every row and holds the rows the model disagrees with;
         the count and the candidates come from those, and a second pass only fetches
         the agreeing rows of the cutoff bin (see ``ScanExamples``)."""
@@ -640,7 +652,10 @@ class FindLabelIssues(beam.PTransform):
         candidates = held | "SelectIssueCandidates" >> beam.ParDo(SelectIssueCandidates(), cut_side).with_outputs(
             SelectIssueCandidates.BOUNDARY, main="sure"
         )
-        agreeing = examples_of("ForCutoffBin") | "AgreeingRowsOfCutoffBin" >> beam.ParDo(
+        # The second read also counts the confident joint (it needs the thresholds).
+        second_read = examples_of("ForCutoffBin")
+        joint_side = full_method.count_confident_joint(second_read, thresholds_side, options, "", no_joint)
+        agreeing = second_read | "AgreeingRowsOfCutoffBin" >> beam.ParDo(
             SelectAgreeingRowsOfCutoffBin(options, NUM_SCORE_BINS), cut_side
         )
         # Each part's lowest, then the lowest of both: a Flatten of the two would let the
@@ -656,9 +671,9 @@ class FindLabelIssues(beam.PTransform):
         boundary = valid.pipeline | "CutoffBinOnce" >> beam.Create([None]) | "LowestOfCutoffBin" >> beam.Map(
             lambda _, *parts: LowestScoresFn(id_dtype).extract_output(list(parts)), *lowest
         )
-        return thresholds_side, counts_side, cut_side, candidates.sure, boundary
+        return thresholds_side, counts_side, cut_side, candidates.sure, boundary, joint_side
 
-    def _count_from_rereads(self, valid, examples_of, no_thresholds, no_counts, no_cut, id_dtype):
+    def _count_from_rereads(self, valid, examples_of, no_thresholds, no_counts, no_cut, id_dtype, no_joint):
         """Thresholds, then a pass that counts with them, then one that selects the
         candidates with the cut: each reads the data again and holds nothing."""
         options = self._options
@@ -667,8 +682,10 @@ class FindLabelIssues(beam.PTransform):
             ConfidentThresholdsFn(k, options.threshold_sample_fraction)
         ).without_defaults()
         thresholds_side = beam.pvalue.AsSingleton(threshold_stats, default_value=no_thresholds)
+        second_read = examples_of("ForCount")
+        joint_side = full_method.count_confident_joint(second_read, thresholds_side, options, "", no_joint)
         count_stats = (
-            examples_of("ForCount")
+            second_read
             | "ScoreLabelQualityForCount" >> beam.ParDo(ScoreLabelQuality(options), thresholds_side)
             | "CountIssues" >> beam.CombineGlobally(IssueCountFn(k, NUM_SCORE_BINS)).without_defaults()
         )
@@ -686,7 +703,7 @@ class FindLabelIssues(beam.PTransform):
         boundary = candidates[SelectIssueCandidates.BOUNDARY] | "LowestOfCutoffBin" >> beam.CombineGlobally(
             LowestScoresFn(id_dtype)
         ).without_defaults()
-        return thresholds_side, counts_side, cut_side, candidates.sure, boundary
+        return thresholds_side, counts_side, cut_side, candidates.sure, boundary, joint_side
 
     def expand(self, pinput) -> LabelIssuesResult:
         options = self._options
@@ -699,12 +716,23 @@ class FindLabelIssues(beam.PTransform):
             """The validated examples of another pass: the source read again, or the input."""
             return valid if self._source is None else self._validated(read(stage), stage, False)[0]
 
-        if options.holds_disagreeing_rows:
-            passes = self._count_from_held_rows(valid, examples_of, no_thresholds, no_counts, no_cut, id_dtype)
+        no_joint, no_plan, no_health = full_method.empty_joint_results(options)
+        if options.uses_full_method:
+            threshold_stats = valid | "ConfidentThresholds" >> beam.CombineGlobally(
+                ConfidentThresholdsFn(options.num_classes, options.threshold_sample_fraction)
+            ).without_defaults()
+            thresholds_side = beam.pvalue.AsSingleton(threshold_stats, default_value=no_thresholds)
+            full = full_method.full_method_passes(
+                pinput.pipeline, examples_of, thresholds_side, options, self._id_type, self._class_names
+            )
+            counts_side, cut_side, candidates, health_side = full.counts_side, full.cut_side, full.keyed_issues, full.health_side
+            boundary_side = no_boundary
         else:
-            passes = self._count_from_rereads(valid, examples_of, no_thresholds, no_counts, no_cut, id_dtype)
-        thresholds_side, counts_side, cut_side, candidates, boundary = passes
-        boundary_side = beam.pvalue.AsSingleton(boundary, default_value=no_boundary)
+            shape = self._count_from_held_rows if options.holds_disagreeing_rows else self._count_from_rereads
+            passes = shape(valid, examples_of, no_thresholds, no_counts, no_cut, id_dtype, no_joint)
+            thresholds_side, counts_side, cut_side, candidates, boundary, joint_side = passes
+            boundary_side = beam.pvalue.AsSingleton(boundary, default_value=no_boundary)
+            _, health_side = full_method.plan_and_health(pinput.pipeline, joint_side, options, no_plan, no_health)
         issues = (
             candidates
             | "GroupByScoreRange" >> beam.GroupByKey()
@@ -715,13 +743,16 @@ class FindLabelIssues(beam.PTransform):
 
         scores = None
         if options.with_scores:
-            scores = (
-                examples_of("ForScores")
-                | "ScoreLabelQualityForScores" >> beam.ParDo(ScoreLabelQuality(options), thresholds_side)
-                | "MarkLabelIssues" >> beam.ParDo(
-                    MarkLabelIssues(self._id_type, self._class_names), cut_side, boundary_side
+            if options.uses_full_method:
+                scores = full.mark(examples_of("ForScores"))
+            else:
+                scores = (
+                    examples_of("ForScores")
+                    | "ScoreLabelQualityForScores" >> beam.ParDo(ScoreLabelQuality(options), thresholds_side)
+                    | "MarkLabelIssues" >> beam.ParDo(
+                        MarkLabelIssues(self._id_type, self._class_names), cut_side, boundary_side
+                    )
                 )
-            )
 
         if options.on_invalid == "skip":
             num_invalid = beam.pvalue.AsSingleton(
@@ -739,7 +770,9 @@ class FindLabelIssues(beam.PTransform):
             options,
             self._class_names,
             getattr(self._source, "description", None),
+            health_side,
         )
+        health = full_method.health_tables(pinput.pipeline, health_side, options.num_classes, self._class_names)
         return LabelIssuesResult(
             issues=issues,
             scores=scores,
@@ -748,4 +781,5 @@ class FindLabelIssues(beam.PTransform):
             id_type=self._id_type,
             class_names=self._class_names,
             options=options,
+            health=health,
         )
