@@ -6,6 +6,27 @@ Layout (a contract other tools read):
   (at least one, even when empty; ``rank`` is global);
 - ``label_quality_scores-*.parquet``: every example, with ``with_scores``;
 - ``invalid_records-*.jsonl``: the records left out, with ``on_invalid='skip'``;
+- the dataset's health, in every run, computed from the confident joint with the thresholds
+  of ``cleanlab.filter`` (a class no row is labelled with gets 2, so no row counts as truly
+  in it), each one file ``NAME-00000-of-00001.parquet`` (schemas in tables.py; with class
+  names, name columns are added after the index columns):
+
+  - ``confident_joint``: ``given_label``, ``likely_true_label``, ``count`` (int64): the
+    non-zero cells of the calibrated confident joint, by (given, likely true)
+    (``cleanlab.count.compute_confident_joint(calibrate=True)``);
+  - ``class_health``: ``class_index``, ``label_issues``, ``inverse_label_issues`` (int64),
+    ``label_noise``, ``inverse_label_noise``, ``label_quality_score`` (float64), one row per
+    class by ``label_quality_score`` ascending, ties by class index
+    (``cleanlab.dataset.rank_classes_by_label_quality``);
+  - ``overlapping_classes``: ``class_index_a`` < ``class_index_b``,
+    ``num_overlapping_examples`` (int64), ``joint_probability`` (float64), the pairs with a
+    non-zero joint probability, by it descending, ties by (a, b)
+    (``cleanlab.dataset.find_overlapping_classes``);
+  - ``noise_matrices`` only with more than 100 classes: ``given_label``, ``true_label``,
+    ``noise_rate`` = P(given | true), ``inverse_noise_rate`` = P(true | given), the cells
+    where either is non-zero (``cleanlab.count.estimate_py_and_noise_matrices_from_probabilities``);
+    up to 100 classes both K x K matrices are in summary.json instead;
+
 - ``report.html``: the report, written by the command line after the pipeline;
 - ``summary.json``: written after every other file is complete, through a
   temporary name and a rename, so its presence means the run finished.
@@ -32,6 +53,12 @@ REPORT_FILE = "report.html"
 ISSUES_PREFIX = "label_issues"
 SCORES_PREFIX = "label_quality_scores"
 INVALID_PREFIX = "invalid_records"
+CONFIDENT_JOINT_PREFIX = "confident_joint"
+CLASS_HEALTH_PREFIX = "class_health"
+OVERLAPPING_CLASSES_PREFIX = "overlapping_classes"
+NOISE_MATRICES_PREFIX = "noise_matrices"
+# The health files, in the order the summary lists them.
+HEALTH_PREFIXES = (CONFIDENT_JOINT_PREFIX, CLASS_HEALTH_PREFIX, OVERLAPPING_CLASSES_PREFIX, NOISE_MATRICES_PREFIX)
 # Rows per Parquet row group when writing the issues.
 _ISSUES_ROW_GROUP = 1 << 20
 _LOG = logging.getLogger(__name__)
@@ -42,6 +69,26 @@ class Summary:
     """The content of ``summary.json``: what the run found and with which settings.
 
     ``FindLabelIssues`` produces it without the file lists; the writer adds them.
+
+    The batched method (no ``filter_by``): ``num_issues_estimated`` is
+    ``LabelInspector.get_num_issues``, the n lowest scores the issues are taken from. With a
+    ``filter_by`` (cleanlab's ``filter.find_label_issues``): it is the number of rows the
+    method selects before the rows where the model agrees with the label are dropped
+    (``low_*``: n, the confident-learning count; ``confident_learning``: the rows counted off
+    the diagonal of the confident joint; ``predicted_neq_given``: argmax != label; pruning
+    methods: the distinct rows their cells or classes take); ``num_label_issues`` counts what
+    is left. ``frac_noise``, ``num_to_remove_per_class`` and ``min_examples_per_class`` are
+    cleanlab's arguments (used only by the pruning methods), ``calibration_tie_break`` how the
+    calibrated joint's rounding broke ties (see ``LabelIssuesOptions``).
+
+    Health (every run; None in summaries of older versions and with no valid example):
+    ``overall_label_health_score`` (``dataset.overall_label_health_score``: 1 - n / N, n =
+    ``num_confident_learning_issues``, which is ``count.num_label_issues``), how many rows
+    of the calibrated joint met a rounding tie (``calibration_rounding_ties``: where
+    ``numpy`` and ``class_index`` tie breaks may differ), and the latent estimates of
+    ``count.estimate_py_and_noise_matrices_from_probabilities``: ``py`` (K), and up to 100
+    classes ``noise_matrix`` (P(given = i | true = j) at [i][j]) and ``inverse_noise_matrix``
+    (P(true = i | given = j) at [i][j]); above that they are in ``noise_matrices_files``.
     """
 
     num_examples: int
@@ -61,9 +108,24 @@ class Summary:
     class_names: Optional[List[str]] = None
     input: Optional[str] = None
     threshold_sample_fraction: float = 1.0
+    filter_by: Optional[str] = None
+    frac_noise: float = 1.0
+    num_to_remove_per_class: Optional[List[int]] = None
+    min_examples_per_class: int = 1
+    calibration_tie_break: str = "numpy"
+    overall_label_health_score: Optional[float] = None
+    num_confident_learning_issues: Optional[int] = None
+    calibration_rounding_ties: Optional[int] = None
+    py: Optional[List[float]] = None
+    noise_matrix: Optional[List[List[float]]] = None
+    inverse_noise_matrix: Optional[List[List[float]]] = None
     label_issues_files: List[str] = dataclasses.field(default_factory=list)
     label_quality_scores_files: List[str] = dataclasses.field(default_factory=list)
     invalid_records_files: List[str] = dataclasses.field(default_factory=list)
+    confident_joint_files: List[str] = dataclasses.field(default_factory=list)
+    class_health_files: List[str] = dataclasses.field(default_factory=list)
+    overlapping_classes_files: List[str] = dataclasses.field(default_factory=list)
+    noise_matrices_files: List[str] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -91,7 +153,26 @@ class Summary:
     @property
     def output_files(self) -> List[str]:
         """Names of the data files the run wrote, in the order a reader lists them."""
-        return self.label_issues_files + self.label_quality_scores_files + self.invalid_records_files
+        return (self.label_issues_files + self.label_quality_scores_files + self.invalid_records_files
+                + self.health_files)
+
+    @property
+    def health_files(self) -> List[str]:
+        """The health files, in ``HEALTH_PREFIXES`` order."""
+        return (self.confident_joint_files + self.class_health_files + self.overlapping_classes_files
+                + self.noise_matrices_files)
+
+    def files_of(self, prefix: str) -> List[str]:
+        """The files of one output (a ``*_PREFIX``)."""
+        return {
+            ISSUES_PREFIX: self.label_issues_files,
+            SCORES_PREFIX: self.label_quality_scores_files,
+            INVALID_PREFIX: self.invalid_records_files,
+            CONFIDENT_JOINT_PREFIX: self.confident_joint_files,
+            CLASS_HEALTH_PREFIX: self.class_health_files,
+            OVERLAPPING_CLASSES_PREFIX: self.overlapping_classes_files,
+            NOISE_MATRICES_PREFIX: self.noise_matrices_files,
+        }[prefix]
 
 
 def output_path(output_dir: str, name: str) -> str:
@@ -100,6 +181,11 @@ def output_path(output_dir: str, name: str) -> str:
 
 def issues_file_name(range_index: int, num_ranges: int) -> str:
     return f"{ISSUES_PREFIX}-{range_index:05d}-of-{num_ranges:05d}.parquet"
+
+
+def health_file_name(prefix: str) -> str:
+    """The one file of a health output, such as ``confident_joint-00000-of-00001.parquet``."""
+    return f"{prefix}-00000-of-00001.parquet"
 
 
 def _basename(path: str) -> str:
@@ -140,6 +226,8 @@ def remove_previous_outputs(output_dir: str) -> List[str]:
         f"{INVALID_PREFIX}-*",
         REPORT_FILE,
     ]
+    for prefix in HEALTH_PREFIXES:
+        patterns += [f"{prefix}-*", f".{prefix}-*"]
     for pattern in patterns:
         for match in FileSystems.match([output_path(output_dir, pattern)])[0].metadata_list:
             FileSystems.delete([match.path])
@@ -166,6 +254,12 @@ def _write_issues(ranked, output_dir: str) -> str:
     )
 
 
+def _write_health_table(table: pa.Table, output_dir: str, prefix: str) -> str:
+    """Writes one health table (small: at most a few cells per class pair) to its file."""
+    return write_then_rename(output_dir, health_file_name(prefix), "application/x-parquet",
+                             lambda handle: pq.write_table(table, handle))
+
+
 def _write_summary(
     summary: Summary,
     output_dir: str,
@@ -173,6 +267,7 @@ def _write_summary(
     score_files: Sequence[str],
     invalid_files: Sequence[str],
     empty_issues: pa.Table,
+    health_files: Sequence[str] = (),
 ) -> str:
     if not issue_files:  # no valid example reached the ranking: still one file, empty
         with_names = empty_issues
@@ -189,6 +284,8 @@ def _write_summary(
         label_issues_files=sorted(_basename(f) for f in issue_files),
         label_quality_scores_files=sorted(_basename(f) for f in score_files),
         invalid_records_files=sorted(_basename(f) for f in invalid_files),
+        **{f"{prefix}_files": sorted(_basename(f) for f in health_files if _basename(f).startswith(prefix + "-"))
+           for prefix in HEALTH_PREFIXES},
     )
     return write_then_rename(
         output_dir, SUMMARY_FILE, "application/json", lambda handle: handle.write(summary.to_json().encode("utf-8"))
@@ -215,7 +312,8 @@ class WriteLabelIssues(beam.PTransform):
 
     def _extract_input_pvalues(self, result):
         # The input is a LabelIssuesResult, not a PCollection: name its PCollections.
-        return result, [p for p in (result.issues, result.scores, result.summary, result.invalid_records) if p is not None]
+        pcollections = [p for p in (result.issues, result.scores, result.summary, result.invalid_records) if p is not None]
+        return result, pcollections + (result.health.pcollections() if result.health is not None else [])
 
     def expand(self, result):
         output_dir = self._output_dir
@@ -239,13 +337,23 @@ class WriteLabelIssues(beam.PTransform):
                     output_path(output_dir, INVALID_PREFIX), file_name_suffix=".jsonl", skip_if_empty=True
                 )
             )
+        health_files = []
+        if result.health is not None:
+            for prefix, tables_of in zip(HEALTH_PREFIXES, (result.health.confident_joint, result.health.class_health,
+                                                           result.health.overlapping_classes,
+                                                           result.health.noise_matrices)):
+                if tables_of is not None:
+                    name = "".join(part.title() for part in prefix.split("_"))
+                    health_files.append(beam.pvalue.AsList(
+                        tables_of | f"Write{name}" >> beam.Map(_write_health_table, output_dir, prefix)))
         return result.summary | "WriteSummary" >> beam.Map(
-            _write_summary,
-            output_dir,
+            lambda summary, *files: _write_summary(summary, output_dir, *files[:3], files[3],
+                                                   [f for written in files[4:] for f in written]),
             beam.pvalue.AsList(issue_files),
             score_files,
             invalid_files,
             tables.empty_label_issues_table(result.id_type, result.class_names),
+            *health_files,
         )
 
 
@@ -297,6 +405,20 @@ def read_label_quality_scores(output_dir: str, summary: Summary) -> Optional[pa.
         return None
     parts = []
     for name in summary.label_quality_scores_files:
+        with FileSystems.open(output_path(output_dir, name)) as handle:
+            parts.append(pq.read_table(handle))
+    return pa.concat_tables(parts)
+
+
+def read_health_table(output_dir: str, summary: Summary, prefix: str) -> Optional[pa.Table]:
+    """One health table (``CONFIDENT_JOINT_PREFIX``, ``CLASS_HEALTH_PREFIX``,
+    ``OVERLAPPING_CLASSES_PREFIX`` or ``NOISE_MATRICES_PREFIX``), or None when the run did not
+    write it (an older version; noise matrices up to 100 classes are in the summary)."""
+    names = summary.files_of(prefix)
+    if not names:
+        return None
+    parts = []
+    for name in names:
         with FileSystems.open(output_path(output_dir, name)) as handle:
             parts.append(pq.read_table(handle))
     return pa.concat_tables(parts)
