@@ -214,7 +214,7 @@ class _HealthTables(beam.DoFn):
         self._class_names = class_names
         self._with_noise_matrices = with_noise_matrices
 
-    def process(self, _, health: DatasetHealth):
+    def process(self, health: DatasetHealth):
         names = self._class_names
         yield beam.pvalue.TaggedOutput("confident_joint", health.confident_joint_table(names))
         yield beam.pvalue.TaggedOutput("class_health", health.class_health_table(names))
@@ -223,12 +223,12 @@ class _HealthTables(beam.DoFn):
             yield beam.pvalue.TaggedOutput("noise_matrices", health.noise_matrices_table(names))
 
 
-def health_tables(pipeline, health_side, num_classes: int, class_names: Optional[Sequence[str]]) -> LabelHealth:
-    """The health's tables, one PCollection each (from a singleton side input)."""
+def health_tables(health, num_classes: int, class_names: Optional[Sequence[str]]) -> LabelHealth:
+    """The health's tables, one PCollection each, from the PCollection of the one
+    ``DatasetHealth`` (empty when no example was valid: then so are the tables)."""
     with_noise_matrices = num_classes > MAX_CLASSES_FOR_SUMMARY_MATRICES
-    outputs = _once(pipeline, "HealthTables", beam.ParDo(
-        _HealthTables(class_names, with_noise_matrices), health_side
-    ).with_outputs("confident_joint", "class_health", "overlapping_classes", "noise_matrices"))
+    outputs = health | "HealthTables" >> beam.ParDo(_HealthTables(class_names, with_noise_matrices)).with_outputs(
+        "confident_joint", "class_health", "overlapping_classes", "noise_matrices")
     return LabelHealth(
         confident_joint=outputs.confident_joint,
         class_health=outputs.class_health,
@@ -265,14 +265,21 @@ class CountConfidentJoint(beam.DoFn):
             yield self._joint(batch, threshold_stats)[1]
 
 
-def count_confident_joint(examples, thresholds_side, options: LabelIssuesOptions, stage: str, no_joint: JointCounts):
-    """The joint of a read's examples, as a singleton side input (``no_joint`` for no example)."""
-    joint = (
+def count_confident_joint(examples, thresholds_side, options: LabelIssuesOptions, stage: str = ""):
+    """The summed joint of a read's examples: a PCollection of one ``JointCounts`` (none when
+    no example was valid)."""
+    return (
         examples
         | f"CountConfidentJoint{stage}" >> beam.ParDo(CountConfidentJoint(options.num_classes), thresholds_side)
         | f"SumConfidentJoint{stage}" >> beam.CombineGlobally(ConfidentJointFn(options.num_classes)).without_defaults()
     )
-    return beam.pvalue.AsSingleton(joint, default_value=no_joint)
+
+
+def health_of_joint(joint, options: LabelIssuesOptions):
+    """The health of a run without ``filter_by`` (the calibration only), in one step: a
+    PCollection of one ``DatasetHealth``."""
+    return joint | "DatasetHealth" >> beam.Map(
+        lambda joint_counts: _logged_health(plan_of(joint_counts, options), joint_counts))
 
 
 def _once(pipeline, name: str, transform):
@@ -282,18 +289,13 @@ def _once(pipeline, name: str, transform):
     return pipeline | f"{name}Once" >> beam.Create([None]) | name >> transform
 
 
-def plan_and_health(pipeline, joint_side, options: LabelIssuesOptions, no_plan, no_health):
-    """The plan and the health of the joint, as singleton side inputs; without a ``filter_by``
-    only the health (the plan is None): one step."""
-    if not options.uses_full_method:
-        health = _once(pipeline, "DatasetHealth", beam.Map(
-            lambda _, joint: _logged_health(plan_of(joint, options), joint), joint_side))
-        return None, beam.pvalue.AsSingleton(health, default_value=no_health)
-    plan = _once(pipeline, "PlanLabelIssues", beam.Map(lambda _, joint: plan_of(joint, options), joint_side))
-    plan_side = beam.pvalue.AsSingleton(plan, default_value=no_plan)
-    health = _once(pipeline, "DatasetHealth", beam.Map(
-        lambda _, plan, joint: _logged_health(plan, joint), plan_side, joint_side))
-    return plan_side, beam.pvalue.AsSingleton(health, default_value=no_health)
+def planned(joint, options: LabelIssuesOptions):
+    """The plan of a ``filter_by`` run with its joint: a PCollection of one (plan, joint)."""
+    return joint | "PlanLabelIssues" >> beam.Map(lambda joint_counts: (plan_of(joint_counts, options), joint_counts))
+
+
+def health_of_plan(plan_and_joint) -> DatasetHealth:
+    return _logged_health(*plan_and_joint)
 
 
 # --- issue rows -------------------------------------------------------------------------
@@ -558,13 +560,13 @@ class MarkSelectedIssues(beam.DoFn):
 @dataclasses.dataclass
 class FullMethodPasses:
     """What ``full_method_passes`` hands back to ``FindLabelIssues``: side inputs for the
-    summary and the ranking, the issues keyed by score range, the health, and a function that
-    marks every example (``with_scores``)."""
+    summary and the ranking, the issues keyed by score range, the health (a PCollection of
+    one ``DatasetHealth``), and a function that marks every example (``with_scores``)."""
 
     counts_side: Any
     cut_side: Any
     keyed_issues: beam.PCollection
-    health_side: Any
+    health: beam.PCollection
     mark: Callable[[beam.PCollection], beam.PCollection]
 
 
@@ -580,7 +582,7 @@ def full_method_passes(pipeline, examples_of, thresholds_side, options: LabelIss
     """The passes of a ``filter_by`` run after the thresholds pass (see the module docstring)."""
     filter_by = options.filter_by
     id_dtype = tables.numpy_id_dtype(id_type)
-    no_joint, no_plan, no_health = empty_joint_results(options)
+    no_joint, no_plan, _ = empty_joint_results(options)
     bins = selection_bins_of(options)
 
     # Second read: the joint, the scores' histogram, and what the method needs before its plan.
@@ -590,8 +592,9 @@ def full_method_passes(pipeline, examples_of, thresholds_side, options: LabelIss
                    ScanForFullMethod.SELECTED, main="joint")
     joint = scanned.joint | "SumConfidentJoint" >> beam.CombineGlobally(
         ConfidentJointFn(options.num_classes)).without_defaults()
-    joint_side = beam.pvalue.AsSingleton(joint, default_value=no_joint)
-    plan_side, health_side = plan_and_health(pipeline, joint_side, options, no_plan, no_health)
+    plan_and_joint = planned(joint, options)
+    plan_side = beam.pvalue.AsSingleton(plan_and_joint, default_value=(no_plan, no_joint))
+    health = plan_and_joint | "DatasetHealth" >> beam.Map(health_of_plan)
     score_histogram = scanned[ScanForFullMethod.SCORE_HISTOGRAM] | "SumScoreHistogram" >> beam.CombineGlobally(
         SumCountsFn([NUM_SCORE_BINS])).without_defaults()
     score_histogram_side = beam.pvalue.AsSingleton(
@@ -609,7 +612,7 @@ def full_method_passes(pipeline, examples_of, thresholds_side, options: LabelIss
         )
         setup_side = noise_rate_histogram = None
         if filter_by in ("prune_by_noise_rate", "both"):
-            setup = _once(pipeline, "NoiseRateSetup", beam.Map(lambda _, plan: noise_rate_setup(plan), plan_side))
+            setup = plan_and_joint | "NoiseRateSetup" >> beam.Map(lambda plan_joint: noise_rate_setup(plan_joint[0]))
             setup_side = beam.pvalue.AsSingleton(setup, default_value=noise_rate_setup(no_plan))
             noise_rate_histogram = beam.pvalue.AsSingleton(
                 examples_of("ForNoiseRateCut")
@@ -618,8 +621,8 @@ def full_method_passes(pipeline, examples_of, thresholds_side, options: LabelIss
                 default_value=KeyedHistogram.empty(),
             )
         selection = _once(pipeline, "SelectionPlan", beam.Map(
-            lambda _, plan, histogram, setup, noise_rate: selection_plan(
-                plan, options, histogram, bins, setup, noise_rate),
+            lambda _, plan_joint, histogram, setup, noise_rate: selection_plan(
+                plan_joint[0], options, histogram, bins, setup, noise_rate),
             plan_side, selection_histogram, setup_side, noise_rate_histogram,
         ))
         no_selection = selection_plan(no_plan, options, KeyedHistogram.empty(), bins, noise_rate_setup(no_plan),
@@ -641,10 +644,9 @@ def full_method_passes(pipeline, examples_of, thresholds_side, options: LabelIss
     totals = selected | "CountSelectedIssues" >> beam.CombineGlobally(
         SelectedIssuesFn(drops, NUM_SCORE_BINS)).without_defaults()
     no_selected = SelectedIssues(0, np.zeros(NUM_SCORE_BINS, dtype=np.int64))
-    totals_side = beam.pvalue.AsSingleton(totals, default_value=no_selected)
-    cut = _once(pipeline, "IssueRanges", beam.Map(
-        lambda _, totals: _logged_ranking_cut(totals, options.max_issues_per_worker), totals_side))
+    cut = totals | "IssueRanges" >> beam.Map(_logged_ranking_cut, options.max_issues_per_worker)
     cut_side = beam.pvalue.AsSingleton(cut, default_value=ranking_cut(no_selected, options.max_issues_per_worker))
+    # Once, whatever was selected: the summary's histogram of every row's score comes from here.
     counts = _once(pipeline, "IssueCountStats", beam.Map(
         lambda _, totals, histogram, threshold_stats: IssueCountStats(
             prune_counts=np.zeros(options.num_classes, dtype=np.int64),
@@ -653,7 +655,7 @@ def full_method_passes(pipeline, examples_of, thresholds_side, options: LabelIss
             score_histogram=histogram[0],
             issue_histogram=totals.issue_histogram,
         ),
-        totals_side, score_histogram_side, thresholds_side,
+        beam.pvalue.AsSingleton(totals, default_value=no_selected), score_histogram_side, thresholds_side,
     ))
     no_counts = IssueCountStats(np.zeros(options.num_classes, dtype=np.int64), None,
                                 np.zeros(options.num_classes, dtype=np.int64),
@@ -668,7 +670,7 @@ def full_method_passes(pipeline, examples_of, thresholds_side, options: LabelIss
         return examples | "MarkSelectedIssues" >> beam.ParDo(
             MarkSelectedIssues(options, id_type, class_names), thresholds_side, selection_side, resolved_side)
 
-    return FullMethodPasses(counts_side, cut_side, keyed, health_side, mark)
+    return FullMethodPasses(counts_side, cut_side, keyed, health, mark)
 
 
 def _logged_ranking_cut(totals: SelectedIssues, max_issues_per_range: int):

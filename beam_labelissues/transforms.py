@@ -616,7 +616,7 @@ class FindLabelIssues(beam.PTransform):
         )
         return beam.pvalue.AsSingleton(cut, default_value=no_cut)
 
-    def _count_from_held_rows(self, valid, examples_of, no_thresholds, no_counts, no_cut, id_dtype, no_joint):
+    def _count_from_held_rows(self, valid, examples_of, no_thresholds, no_counts, no_cut, id_dtype):
         """The first pass scores every row and holds the rows the model disagrees with;
         the count and the candidates come from those, and a second pass only fetches
         the agreeing rows of the cutoff bin (see ``ScanExamples``)."""
@@ -654,7 +654,7 @@ class FindLabelIssues(beam.PTransform):
         )
         # The second read also counts the confident joint (it needs the thresholds).
         second_read = examples_of("ForCutoffBin")
-        joint_side = full_method.count_confident_joint(second_read, thresholds_side, options, "", no_joint)
+        joint = full_method.count_confident_joint(second_read, thresholds_side, options)
         agreeing = second_read | "AgreeingRowsOfCutoffBin" >> beam.ParDo(
             SelectAgreeingRowsOfCutoffBin(options, NUM_SCORE_BINS), cut_side
         )
@@ -671,9 +671,9 @@ class FindLabelIssues(beam.PTransform):
         boundary = valid.pipeline | "CutoffBinOnce" >> beam.Create([None]) | "LowestOfCutoffBin" >> beam.Map(
             lambda _, *parts: LowestScoresFn(id_dtype).extract_output(list(parts)), *lowest
         )
-        return thresholds_side, counts_side, cut_side, candidates.sure, boundary, joint_side
+        return thresholds_side, counts_side, cut_side, candidates.sure, boundary, joint
 
-    def _count_from_rereads(self, valid, examples_of, no_thresholds, no_counts, no_cut, id_dtype, no_joint):
+    def _count_from_rereads(self, valid, examples_of, no_thresholds, no_counts, no_cut, id_dtype):
         """Thresholds, then a pass that counts with them, then one that selects the
         candidates with the cut: each reads the data again and holds nothing."""
         options = self._options
@@ -683,7 +683,7 @@ class FindLabelIssues(beam.PTransform):
         ).without_defaults()
         thresholds_side = beam.pvalue.AsSingleton(threshold_stats, default_value=no_thresholds)
         second_read = examples_of("ForCount")
-        joint_side = full_method.count_confident_joint(second_read, thresholds_side, options, "", no_joint)
+        joint = full_method.count_confident_joint(second_read, thresholds_side, options)
         count_stats = (
             second_read
             | "ScoreLabelQualityForCount" >> beam.ParDo(ScoreLabelQuality(options), thresholds_side)
@@ -703,7 +703,7 @@ class FindLabelIssues(beam.PTransform):
         boundary = candidates[SelectIssueCandidates.BOUNDARY] | "LowestOfCutoffBin" >> beam.CombineGlobally(
             LowestScoresFn(id_dtype)
         ).without_defaults()
-        return thresholds_side, counts_side, cut_side, candidates.sure, boundary, joint_side
+        return thresholds_side, counts_side, cut_side, candidates.sure, boundary, joint
 
     def expand(self, pinput) -> LabelIssuesResult:
         options = self._options
@@ -716,7 +716,6 @@ class FindLabelIssues(beam.PTransform):
             """The validated examples of another pass: the source read again, or the input."""
             return valid if self._source is None else self._validated(read(stage), stage, False)[0]
 
-        no_joint, no_plan, no_health = full_method.empty_joint_results(options)
         if options.uses_full_method:
             threshold_stats = valid | "ConfidentThresholds" >> beam.CombineGlobally(
                 ConfidentThresholdsFn(options.num_classes, options.threshold_sample_fraction)
@@ -725,14 +724,15 @@ class FindLabelIssues(beam.PTransform):
             full = full_method.full_method_passes(
                 pinput.pipeline, examples_of, thresholds_side, options, self._id_type, self._class_names
             )
-            counts_side, cut_side, candidates, health_side = full.counts_side, full.cut_side, full.keyed_issues, full.health_side
+            counts_side, cut_side, candidates, health = full.counts_side, full.cut_side, full.keyed_issues, full.health
             boundary_side = no_boundary
         else:
             shape = self._count_from_held_rows if options.holds_disagreeing_rows else self._count_from_rereads
-            passes = shape(valid, examples_of, no_thresholds, no_counts, no_cut, id_dtype, no_joint)
-            thresholds_side, counts_side, cut_side, candidates, boundary, joint_side = passes
+            passes = shape(valid, examples_of, no_thresholds, no_counts, no_cut, id_dtype)
+            thresholds_side, counts_side, cut_side, candidates, boundary, joint = passes
             boundary_side = beam.pvalue.AsSingleton(boundary, default_value=no_boundary)
-            _, health_side = full_method.plan_and_health(pinput.pipeline, joint_side, options, no_plan, no_health)
+            health = full_method.health_of_joint(joint, options)
+        health_side = beam.pvalue.AsSingleton(health, default_value=full_method.empty_joint_results(options)[2])
         issues = (
             candidates
             | "GroupByScoreRange" >> beam.GroupByKey()
@@ -772,7 +772,6 @@ class FindLabelIssues(beam.PTransform):
             getattr(self._source, "description", None),
             health_side,
         )
-        health = full_method.health_tables(pinput.pipeline, health_side, options.num_classes, self._class_names)
         return LabelIssuesResult(
             issues=issues,
             scores=scores,
@@ -781,5 +780,5 @@ class FindLabelIssues(beam.PTransform):
             id_type=self._id_type,
             class_names=self._class_names,
             options=options,
-            health=health,
+            health=full_method.health_tables(health, options.num_classes, self._class_names),
         )
