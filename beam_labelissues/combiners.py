@@ -413,15 +413,16 @@ class _DenseCounts:
             self.counts += other.counts
 
     def __getstate__(self):
+        # Never a false value: pickle would then skip __setstate__ on loading.
         if self.counts is None:
-            return None
+            return (0, None, None)
         nonzero = np.flatnonzero(self.counts)
         return len(self.counts), nonzero, self.counts[nonzero]
 
     def __setstate__(self, state):
+        size, nonzero, values = state
         self.counts = None
-        if state is not None:
-            size, nonzero, values = state
+        if nonzero is not None:
             self.counts = np.zeros(size, dtype=np.int64)
             self.counts[nonzero] = values
 
@@ -446,8 +447,9 @@ class KeyedHistogramFn(beam.CombineFn):
     def create_accumulator(self) -> _DenseCounts:
         return _DenseCounts()
 
-    def add_input(self, accumulator: _DenseCounts, entries: HistogramEntries) -> _DenseCounts:
-        accumulator.add(entries.size, entries.codes)
+    def add_input(self, accumulator: _DenseCounts, entries: Optional[HistogramEntries]) -> _DenseCounts:
+        if entries is not None:  # None: nothing to count (a part of a tuple with nothing here)
+            accumulator.add(entries.size, entries.codes)
         return accumulator
 
     def merge_accumulators(self, accumulators) -> _DenseCounts:

@@ -289,11 +289,6 @@ def _once(pipeline, name: str, transform):
     return pipeline | f"{name}Once" >> beam.Create([None]) | name >> transform
 
 
-def planned(joint, options: LabelIssuesOptions):
-    """The plan of a ``filter_by`` run with its joint: a PCollection of one (plan, joint)."""
-    return joint | "PlanLabelIssues" >> beam.Map(lambda joint_counts: (plan_of(joint_counts, options), joint_counts))
-
-
 def health_of_plan(plan_and_joint) -> DatasetHealth:
     return _logged_health(*plan_and_joint)
 
@@ -324,13 +319,12 @@ def _row_local_selection(filter_by: str, batch: ExampleBatch, joint: cj.JointOfB
 
 
 class ScanForFullMethod(CountConfidentJoint):
-    """The second read of a ``filter_by`` run: each batch's share of the joint (main output),
-    the histogram of every row's label quality (for the summary), and what the method needs
-    before its plan: the selected rows (row-local methods), or the histogram of the value each
-    row is cut by (``p_given`` per class for prune_by_class and both; the score for low_*)."""
+    """The second read of a ``filter_by`` run. Main output, per batch, for one combine
+    (``joint_pass_combine``): its share of the joint, the histogram of its rows' label
+    quality (for the summary), and the entries of the histogram the method cuts before its
+    plan (``p_given`` per class for prune_by_class and both, the score for low_*; else None).
+    The ``selected`` output holds the rows the row-local methods select."""
 
-    SCORE_HISTOGRAM = "score_histogram"
-    SELECTION_HISTOGRAM = "selection_histogram"
     SELECTED = "selected"
 
     def __init__(self, options: LabelIssuesOptions, selection_bins: int):
@@ -343,11 +337,10 @@ class ScanForFullMethod(CountConfidentJoint):
             return
         options, k, bins = self._options, self._num_classes, self._selection_bins
         joint, counts = self._joint(batch, threshold_stats)
-        yield counts
         scores = kernels.label_quality_scores(batch.labels, batch.pred_probs, threshold_stats.thresholds,
                                               method=options.method, adjust=options.adjust_pred_probs)
         histogram = np.bincount(kernels.score_bins(scores, NUM_SCORE_BINS), minlength=NUM_SCORE_BINS)
-        yield beam.pvalue.TaggedOutput(self.SCORE_HISTOGRAM, (histogram.astype(np.int64),))
+        entries = None
         filter_by = options.filter_by
         if filter_by in cj.ROW_LOCAL_FILTERS:
             rows = _row_local_selection(filter_by, batch, joint)
@@ -355,13 +348,19 @@ class ScanForFullMethod(CountConfidentJoint):
                 yield beam.pvalue.TaggedOutput(self.SELECTED, issue_rows(batch, rows, threshold_stats, options))
         elif filter_by in ("prune_by_class", "both"):
             confidence = kernels.self_confidence(batch.labels, batch.pred_probs)
-            codes = batch.labels * bins + cj.selection_bins(confidence, 0.0, 1.0, bins)
-            yield beam.pvalue.TaggedOutput(self.SELECTION_HISTOGRAM, HistogramEntries(k * bins, codes))
+            entries = HistogramEntries(k * bins, batch.labels * bins + cj.selection_bins(confidence, 0.0, 1.0, bins))
         elif filter_by in cj.LOW_SCORE_FILTERS:
             low = kernels.label_quality_scores(batch.labels, batch.pred_probs, None,
                                                method=cj.LOW_SCORE_FILTERS[filter_by])
-            codes = cj.selection_bins(low, 0.0, 1.0, bins)
-            yield beam.pvalue.TaggedOutput(self.SELECTION_HISTOGRAM, HistogramEntries(bins, codes))
+            entries = HistogramEntries(bins, cj.selection_bins(low, 0.0, 1.0, bins))
+        yield counts, (histogram.astype(np.int64),), entries
+
+
+def joint_pass_combine(num_classes: int) -> beam.CombineFn:
+    """One combine for the second read of a ``filter_by`` run: (joint, score histogram, the
+    cut's histogram), each part summed by its own CombineFn."""
+    return beam.combiners.TupleCombineFn(ConfidentJointFn(num_classes), SumCountsFn([NUM_SCORE_BINS]),
+                                         KeyedHistogramFn())
 
 
 # --- the cut of prune_by_noise_rate (its own read) ---------------------------------------
@@ -588,28 +587,20 @@ def full_method_passes(pipeline, examples_of, thresholds_side, options: LabelIss
     # Second read: the joint, the scores' histogram, and what the method needs before its plan.
     scanned = examples_of("ForJoint") | "ScanForFullMethod" >> beam.ParDo(
         ScanForFullMethod(options, bins), thresholds_side
-    ).with_outputs(ScanForFullMethod.SCORE_HISTOGRAM, ScanForFullMethod.SELECTION_HISTOGRAM,
-                   ScanForFullMethod.SELECTED, main="joint")
-    joint = scanned.joint | "SumConfidentJoint" >> beam.CombineGlobally(
-        ConfidentJointFn(options.num_classes)).without_defaults()
-    plan_and_joint = planned(joint, options)
+    ).with_outputs(ScanForFullMethod.SELECTED, main="counts")
+    second_read = scanned.counts | "SumSecondRead" >> beam.CombineGlobally(
+        joint_pass_combine(options.num_classes)).without_defaults()
+    no_second_read = (no_joint, (np.zeros(NUM_SCORE_BINS, dtype=np.int64),), KeyedHistogram.empty())
+    second_read_side = beam.pvalue.AsSingleton(second_read, default_value=no_second_read)
+    plan_and_joint = second_read | "PlanLabelIssues" >> beam.Map(lambda sums: (plan_of(sums[0], options), sums[0]))
     plan_side = beam.pvalue.AsSingleton(plan_and_joint, default_value=(no_plan, no_joint))
     health = plan_and_joint | "DatasetHealth" >> beam.Map(health_of_plan)
-    score_histogram = scanned[ScanForFullMethod.SCORE_HISTOGRAM] | "SumScoreHistogram" >> beam.CombineGlobally(
-        SumCountsFn([NUM_SCORE_BINS])).without_defaults()
-    score_histogram_side = beam.pvalue.AsSingleton(
-        score_histogram, default_value=(np.zeros(NUM_SCORE_BINS, dtype=np.int64),))
 
     selection_side = None
     resolved = None
     if filter_by in cj.ROW_LOCAL_FILTERS:
         selected = scanned[ScanForFullMethod.SELECTED]
     else:
-        selection_histogram = beam.pvalue.AsSingleton(
-            scanned[ScanForFullMethod.SELECTION_HISTOGRAM]
-            | "SumSelectionHistogram" >> beam.CombineGlobally(KeyedHistogramFn()).without_defaults(),
-            default_value=KeyedHistogram.empty(),
-        )
         setup_side = noise_rate_histogram = None
         if filter_by in ("prune_by_noise_rate", "both"):
             setup = plan_and_joint | "NoiseRateSetup" >> beam.Map(lambda plan_joint: noise_rate_setup(plan_joint[0]))
@@ -621,9 +612,9 @@ def full_method_passes(pipeline, examples_of, thresholds_side, options: LabelIss
                 default_value=KeyedHistogram.empty(),
             )
         selection = _once(pipeline, "SelectionPlan", beam.Map(
-            lambda _, plan_joint, histogram, setup, noise_rate: selection_plan(
-                plan_joint[0], options, histogram, bins, setup, noise_rate),
-            plan_side, selection_histogram, setup_side, noise_rate_histogram,
+            lambda _, plan_joint, sums, setup, noise_rate: selection_plan(
+                plan_joint[0], options, sums[2], bins, setup, noise_rate),
+            plan_side, second_read_side, setup_side, noise_rate_histogram,
         ))
         no_selection = selection_plan(no_plan, options, KeyedHistogram.empty(), bins, noise_rate_setup(no_plan),
                                       KeyedHistogram.empty())
@@ -648,14 +639,14 @@ def full_method_passes(pipeline, examples_of, thresholds_side, options: LabelIss
     cut_side = beam.pvalue.AsSingleton(cut, default_value=ranking_cut(no_selected, options.max_issues_per_worker))
     # Once, whatever was selected: the summary's histogram of every row's score comes from here.
     counts = _once(pipeline, "IssueCountStats", beam.Map(
-        lambda _, totals, histogram, threshold_stats: IssueCountStats(
+        lambda _, totals, sums, threshold_stats: IssueCountStats(
             prune_counts=np.zeros(options.num_classes, dtype=np.int64),
             normalization=None,
             class_counts=threshold_stats.examples_per_class,
-            score_histogram=histogram[0],
+            score_histogram=sums[1][0],
             issue_histogram=totals.issue_histogram,
         ),
-        beam.pvalue.AsSingleton(totals, default_value=no_selected), score_histogram_side, thresholds_side,
+        beam.pvalue.AsSingleton(totals, default_value=no_selected), second_read_side, thresholds_side,
     ))
     no_counts = IssueCountStats(np.zeros(options.num_classes, dtype=np.int64), None,
                                 np.zeros(options.num_classes, dtype=np.int64),
