@@ -1220,9 +1220,11 @@ def _dense_noise_rate_pieces(labels: np.ndarray, pred_probs: np.ndarray, cells: 
         values = given_prob[:, None] - probs  # the negated margins p_given - p_true
         values += dtype.type(1.0)  # over [-1, 1]: shift by 1, scale by num_bins / 2
         values *= dtype.type(num_bins / 2.0)
-        np.floor(values, out=values)
-        np.clip(values, 0, num_bins - 1, out=values)
-        yield start, cells.table[piece_labels], values.astype(np.int32)
+        # Truncation is the floor from 0 up; the few values below 0 (a tolerated probability
+        # past 1) truncate to 0 or below and are clipped to bin 0 with the rest.
+        bins = values.astype(np.int32)
+        np.clip(bins, 0, num_bins - 1, out=bins)
+        yield start, cells.table[piece_labels], bins
 
 
 def noise_rate_values(labels: np.ndarray, pred_probs: np.ndarray, rows: np.ndarray, true: np.ndarray) -> np.ndarray:
