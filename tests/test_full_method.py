@@ -30,14 +30,18 @@ import os
 from typing import Dict, List, Optional
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import oracle_filter
 from conftest import real_dataset_paths
-from datasets import write_npy
+from datasets import DatasetSpec, make_dataset, write_npy
 from harness import read_output_dir, run_pipeline
-from test_confident_joint import CASES, PRUNING, Case, _batch_slices, joint_pass
+from input_files import examples_table
+from test_confident_joint import CASES, PRUNING, _batch_slices, joint_pass
 
+from beam_labelissues import ParquetDataset, ReadParquetExamples
 from beam_labelissues import confident_joint as cj
 from beam_labelissues import kernels
 from beam_labelissues.io import outputs
@@ -248,7 +252,6 @@ def _chosen_filters():
     pruning one and, where the case allows, another, each rotating over the cases so every
     value runs on several datasets. test_confident_joint.py runs every case under every value
     through the same kernels, without Beam."""
-    others = [f for f in FILTERS if f not in PRUNING]
     chosen, turn, other_turn = [], 0, 0
     for case in CASES:
         labels_count = case.spec.num_examples if case.spec is not None else 10_000
@@ -306,3 +309,72 @@ def test_generated_cases_cover_what_the_issue_asks():
 @pytest.mark.parametrize("group", range(NUM_GROUPS))
 def test_generated_datasets_equal_cleanlab(group, tmp_path, tie_log):
     _run_and_check(_generated_runs(group, NUM_GROUPS, tmp_path), tmp_path, tie_log)
+
+
+# --- string ids, invalid records, every example's flag, class names, empty input -------------
+
+
+def _scores_flags(out):
+    scores = out["scores"]
+    return {i: flag for i, flag in zip(scores["id"], scores["is_label_issue"])}
+
+
+def test_string_ids_invalid_records_scores_and_empty_input(tmp_path):
+    """Parquet with string ids in a shuffled order and NaN rows skipped, with class names and
+    every example's flag (both); the flags of other methods; a run on no example."""
+    labels, probs = make_dataset(DatasetSpec(6000, 6, "float32", noise=0.25, seed=41))
+    n, k = probs.shape
+    bad = np.arange(7, n, 997)  # invalid records: a NaN probability
+    probs_with_bad = probs.copy()
+    probs_with_bad[bad, 1] = np.nan
+    order = np.random.default_rng(11).permutation(n)
+    ids = np.array([f"row-{i:05d}" for i in range(n)], dtype=object)
+    parts = np.array_split(order, 3)
+    for i, rows in enumerate(parts):
+        table = examples_table(labels[rows], probs_with_bad[rows], ids=list(ids[rows]), id_type=pa.string())
+        pq.write_table(table, str(tmp_path / f"part-{i}.parquet"), row_group_size=900)
+    dataset = ParquetDataset.open(str(tmp_path / "part-*.parquet"), id_column="example_id")
+    names = [f"class {j}" for j in range(k)]
+    npy = write_npy(str(tmp_path / "npy"), labels, probs)
+    empty = write_npy(str(tmp_path / "empty"), np.zeros(0, np.int64), np.zeros((0, k), np.float32))
+    runs = [dict(source=ReadParquetExamples(dataset, batch_size=700), num_classes=k,
+                 output_dir=str(tmp_path / "strings-both"), filter_by="both", with_scores=True, on_invalid="skip",
+                 class_names=names)]
+    for filter_by in ("prune_by_noise_rate", "confident_learning", "low_self_confidence", "predicted_neq_given"):
+        runs.append(dict(labels_path=npy[0], pred_probs_path=npy[1], batch_size=1234, with_scores=True,
+                         output_dir=str(tmp_path / f"scores-{filter_by}"), filter_by=filter_by))
+    runs.append(dict(labels_path=empty[0], pred_probs_path=empty[1], output_dir=str(tmp_path / "empty"),
+                     filter_by="prune_by_noise_rate", with_scores=True))
+    run_pipeline(runs)
+
+    valid = np.setdiff1d(np.arange(n), bad)
+    labels64, probs64 = oracle_filter.as_float64(labels[valid], probs[valid])
+    out = read_output_dir(str(tmp_path / "strings-both"))
+    theirs = set(ids[valid[oracle_filter.find_label_issues(labels64, probs64, "both")]])
+    assert set(out["issues"]["id"]) == theirs and len(out["issues"]["id"]) == len(theirs)
+    assert out["issues"]["given_label_name"][:3] == [names[g] for g in out["issues"]["given_label"][:3]]
+    flags = _scores_flags(out)
+    assert len(flags) == len(valid) and {i for i, f in flags.items() if f} == theirs
+    assert sorted(r["id"] for r in out["invalid"]) == sorted(ids[bad])
+    summary = outputs.read_summary(str(tmp_path / "strings-both"))
+    assert summary.num_invalid_records == len(bad) and summary.num_examples == len(valid)
+    class_table = outputs.read_health_table(str(tmp_path / "strings-both"), summary, outputs.CLASS_HEALTH_PREFIX)
+    assert class_table.column("class_name").to_pylist() == [names[j] for j in
+                                                             class_table.column("class_index").to_pylist()]
+    joint = outputs.read_health_table(str(tmp_path / "strings-both"), summary, outputs.CONFIDENT_JOINT_PREFIX)
+    assert joint.schema.names[-2:] == ["given_label_name", "likely_true_label_name"]
+
+    labels64, probs64 = oracle_filter.as_float64(labels, probs)
+    for filter_by in ("prune_by_noise_rate", "confident_learning", "low_self_confidence", "predicted_neq_given"):
+        out = read_output_dir(str(tmp_path / f"scores-{filter_by}"))
+        flagged = {i for i, f in _scores_flags(out).items() if f}
+        assert flagged == set(out["issues"]["id"]), filter_by
+        assert len(_scores_flags(out)) == n
+        np.testing.assert_array_equal(np.sort(out["issues"]["id"]),
+                                      np.flatnonzero(oracle_filter.find_label_issues(labels64, probs64, filter_by)))
+
+    empty_summary = outputs.read_summary(str(tmp_path / "empty"))
+    assert empty_summary.num_examples == 0 and empty_summary.num_label_issues == 0
+    assert empty_summary.overall_label_health_score is None and empty_summary.health_files == []
+    assert empty_summary.label_issues_files == ["label_issues-00000-of-00001.parquet"]
+
