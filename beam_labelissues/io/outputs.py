@@ -254,10 +254,16 @@ def _write_issues(ranked, output_dir: str) -> str:
     )
 
 
-def _write_health_table(table: pa.Table, output_dir: str, prefix: str) -> str:
-    """Writes one health table (small: at most a few cells per class pair) to its file."""
-    return write_then_rename(output_dir, health_file_name(prefix), "application/x-parquet",
-                             lambda handle: pq.write_table(table, handle))
+def _write_health_tables(output_dir: str, health_tables: Sequence[Sequence[pa.Table]]) -> List[str]:
+    """Writes the health tables, one file each (small: at most a cell per class pair), in
+    ``HEALTH_PREFIXES`` order; an output with no table (no example, or no noise-matrices
+    file) is skipped."""
+    written = []
+    for prefix, tables_of in zip(HEALTH_PREFIXES, health_tables):
+        for table in tables_of:
+            written.append(write_then_rename(output_dir, health_file_name(prefix), "application/x-parquet",
+                                             lambda handle, table=table: pq.write_table(table, handle)))
+    return written
 
 
 def _write_summary(
@@ -267,8 +273,11 @@ def _write_summary(
     score_files: Sequence[str],
     invalid_files: Sequence[str],
     empty_issues: pa.Table,
-    health_files: Sequence[str] = (),
+    *health_tables: Sequence[pa.Table],
 ) -> str:
+    # The health tables are written here, after every data file: a run that fails in any
+    # pass leaves none of them (they are known after the second read).
+    health_files = _write_health_tables(output_dir, health_tables)
     if not issue_files:  # no valid example reached the ranking: still one file, empty
         with_names = empty_issues
         issue_files = [
@@ -337,23 +346,20 @@ class WriteLabelIssues(beam.PTransform):
                     output_path(output_dir, INVALID_PREFIX), file_name_suffix=".jsonl", skip_if_empty=True
                 )
             )
-        health_files = []
-        if result.health is not None:
-            for prefix, tables_of in zip(HEALTH_PREFIXES, (result.health.confident_joint, result.health.class_health,
-                                                           result.health.overlapping_classes,
-                                                           result.health.noise_matrices)):
-                if tables_of is not None:
-                    name = "".join(part.title() for part in prefix.split("_"))
-                    health_files.append(beam.pvalue.AsList(
-                        tables_of | f"Write{name}" >> beam.Map(_write_health_table, output_dir, prefix)))
+        health = result.health
+        health_tables = [] if health is None else [
+            beam.pvalue.AsList(tables_of) if tables_of is not None else []
+            for tables_of in (health.confident_joint, health.class_health, health.overlapping_classes,
+                              health.noise_matrices)
+        ]
         return result.summary | "WriteSummary" >> beam.Map(
-            lambda summary, *files: _write_summary(summary, output_dir, *files[:3], files[3],
-                                                   [f for written in files[4:] for f in written]),
+            _write_summary,
+            output_dir,
             beam.pvalue.AsList(issue_files),
             score_files,
             invalid_files,
             tables.empty_label_issues_table(result.id_type, result.class_names),
-            *health_files,
+            *health_tables,
         )
 
 
