@@ -37,7 +37,7 @@ import pytest
 import oracle_filter
 from conftest import real_dataset_paths
 from datasets import DatasetSpec, make_dataset, write_npy
-from harness import read_output_dir, run_pipeline
+from harness import REPO_ROOT, read_output_dir, run_pipeline
 from input_files import examples_table
 from test_confident_joint import CASES, PRUNING, _batch_slices, joint_pass
 
@@ -45,6 +45,7 @@ from beam_labelissues import ParquetDataset, ReadParquetExamples
 from beam_labelissues import confident_joint as cj
 from beam_labelissues import kernels
 from beam_labelissues.io import outputs
+from beam_labelissues.io.human_review import load_human_review, review_of_issues
 
 FILTERS = cj.FILTER_BY
 
@@ -231,8 +232,28 @@ def tie_log():
 # --- the real predictions -----------------------------------------------------------------
 
 
+def _readme_review_figures() -> Dict[str, Dict[str, List[int]]]:
+    """README's table of human-review figures: method -> dataset -> [flagged, reviewed, not upheld]."""
+    with open(os.path.join(REPO_ROOT, "README.md"), encoding="utf-8") as handle:
+        text = handle.read()
+    lines = text[text.index("<!-- review-figures"):].splitlines()[1:]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    assert header == ["method", "MNIST flagged", "reviewed", "not upheld", "CIFAR-10 flagged", "reviewed",
+                      "not upheld"], header
+    figures = {}
+    for line in lines[2:]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip().strip("`") for cell in line.strip().strip("|").split("|")]
+        numbers = [int(cell.replace(",", "")) for cell in cells[1:]]
+        figures[cells[0]] = {"mnist": numbers[:3], "cifar10": numbers[3:]}
+    return figures
+
+
 @pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
 def test_real_predictions_every_filter_by_and_health_equal_cleanlab(dataset, tmp_path, tie_log):
+    """Every filter_by (and the batched method) on the real predictions; the README's figures
+    of how the human review of the study judged each method's flags are these runs'."""
     paths = real_dataset_paths(dataset)
     labels, probs = np.load(paths["labels"]), np.load(paths["pred_probs"])
     runs = [Run(dataset, labels, probs, str(tmp_path / f"{dataset}-{f or 'batched'}"), f, {},
@@ -242,6 +263,15 @@ def test_real_predictions_every_filter_by_and_health_equal_cleanlab(dataset, tmp
     runs.append(Run(dataset, labels, probs, str(tmp_path / f"{dataset}-margin-ranked"), "prune_by_class",
                     {"method": "normalized_margin", "adjust_pred_probs": True}, check_health=False))
     _run_and_check(runs, tmp_path, tie_log)
+
+    review = load_human_review(paths["review"])
+    readme = _readme_review_figures()
+    assert set(readme) == {"batched", *FILTERS}
+    for run in runs[:len(FILTERS) + 1]:
+        flagged = read_output_dir(run.output_dir)["issues"]["id"]
+        figures = review_of_issues(flagged, review)
+        ours = [len(flagged), figures["reviewed"], figures["not_upheld"]]
+        assert readme[run.filter_by or "batched"][dataset] == ours, (run.filter_by, ours)
 
 
 # --- generated datasets ----------------------------------------------------------------------
