@@ -289,10 +289,6 @@ def _once(pipeline, name: str, transform):
     return pipeline | f"{name}Once" >> beam.Create([None]) | name >> transform
 
 
-def health_of_plan(plan_and_joint) -> DatasetHealth:
-    return _logged_health(*plan_and_joint)
-
-
 # --- issue rows -------------------------------------------------------------------------
 
 
@@ -393,25 +389,54 @@ class BinNoiseRateMargins(beam.DoFn):
             yield HistogramEntries(setup.histogram_size, codes)
 
 
-def selection_plan(plan: cj.LabelIssuePlan, options: LabelIssuesOptions, selection_histogram: KeyedHistogram,
-                   selection_bins: int, setup: Optional[NoiseRateSetup],
-                   noise_rate_histogram: KeyedHistogram) -> cj.SelectionPlan:
-    """The cuts of every key, from the histograms and the plan's counts."""
+@dataclasses.dataclass(frozen=True)
+class PlannedJoint:
+    """What the second read of a ``filter_by`` run leads to, computed once: the plan, the joint
+    it came from, the histogram of every row's label quality (for the summary), and the cut of
+    the selection whose histogram the second read kept (prune_by_class and both: per class;
+    low_*: the one key; else None). The histogram itself stays here: only the cut, a few
+    numbers per key, travels on as a side input."""
+
+    plan: cj.LabelIssuePlan
+    joint: JointCounts
+    score_histogram: np.ndarray
+    first_cut: Optional[cj.KeyedCut]
+
+
+def plan_second_read(sums, options: LabelIssuesOptions, bins: int) -> PlannedJoint:
+    """From the second read's (joint, (score histogram,), keyed histogram)."""
+    joint, (score_histogram,), histogram = sums
+    plan = plan_of(joint, options)
+    take = None
+    if options.filter_by in ("prune_by_class", "both"):
+        take = plan.class_take
+    elif options.filter_by in cj.LOW_SCORE_FILTERS:
+        take = np.array([plan.num_low_score_issues])
+    cut = None if take is None else cj.KeyedCut.from_histogram(histogram.codes, histogram.counts, bins, take)
+    return PlannedJoint(plan, joint, score_histogram, cut)
+
+
+def noise_rate_cut(histogram: KeyedHistogram, planned: PlannedJoint, setup: NoiseRateSetup) -> cj.KeyedCut:
+    """Each noise-rate cell's cut, from the cut read's histogram and the plan's counts."""
+    take = np.append(planned.plan.noise_rate_take, 0)  # the non-cells key takes nothing
+    cut = cj.KeyedCut.from_histogram(histogram.codes, histogram.counts, setup.num_bins, take)
+    return cj.KeyedCut(setup.num_bins, cut.cut_bin[:-1], cut.take_at_cut[:-1])
+
+
+def selection_plan(planned: PlannedJoint, options: LabelIssuesOptions, setup: Optional[NoiseRateSetup],
+                   noise_rate: Optional[cj.KeyedCut]) -> cj.SelectionPlan:
+    """The cuts of every key the selection read needs."""
     filter_by = options.filter_by
-    noise_rate = noise_rate_cut = class_cut = low_cut = None
-    if filter_by in ("prune_by_noise_rate", "both") and setup is not None:
-        noise_rate = setup.cells
-        take = np.append(plan.noise_rate_take, 0)  # the non-cells key takes nothing
-        cut = cj.KeyedCut.from_histogram(noise_rate_histogram.codes, noise_rate_histogram.counts,
-                                         setup.num_bins, take)
-        noise_rate_cut = cj.KeyedCut(setup.num_bins, cut.cut_bin[:-1], cut.take_at_cut[:-1])
-    if filter_by in ("prune_by_class", "both"):
-        class_cut = cj.KeyedCut.from_histogram(selection_histogram.codes, selection_histogram.counts,
-                                               selection_bins, plan.class_take)
-    if filter_by in cj.LOW_SCORE_FILTERS:
-        low_cut = cj.KeyedCut.from_histogram(selection_histogram.codes, selection_histogram.counts,
-                                             selection_bins, np.array([plan.num_low_score_issues]))
-    return cj.SelectionPlan(filter_by, plan.num_classes, noise_rate, noise_rate_cut, class_cut, low_cut)
+    cells = setup.cells if filter_by in ("prune_by_noise_rate", "both") and setup is not None else None
+    by_class = filter_by in ("prune_by_class", "both")
+    return cj.SelectionPlan(
+        filter_by,
+        planned.plan.num_classes,
+        noise_rate=cells,
+        noise_rate_cut=noise_rate if cells is not None else None,
+        class_cut=planned.first_cut if by_class else None,
+        low_score_cut=planned.first_cut if filter_by in cj.LOW_SCORE_FILTERS else None,
+    )
 
 
 # --- the selection read ---------------------------------------------------------------
@@ -569,11 +594,15 @@ class FullMethodPasses:
     mark: Callable[[beam.PCollection], beam.PCollection]
 
 
+# Counters of the histogram the second read keeps for the cut before the plan: it travels to
+# the plan as a side input, so it is kept small (the rows of a cut bin are compared exactly).
+_SECOND_READ_HISTOGRAM_COUNTERS = 1 << 16
+
+
 def selection_bins_of(options: LabelIssuesOptions) -> int:
     """Bins per key of the histogram the second read keeps for the cut (before the plan)."""
-    if options.filter_by in cj.LOW_SCORE_FILTERS:
-        return cj.MAX_BINS_PER_KEY
-    return cj.bins_per_key(options.num_classes)
+    return max(1, min(cj.MAX_BINS_PER_KEY, _SECOND_READ_HISTOGRAM_COUNTERS // options.num_classes)) \
+        if options.filter_by not in cj.LOW_SCORE_FILTERS else cj.MAX_BINS_PER_KEY
 
 
 def full_method_passes(pipeline, examples_of, thresholds_side, options: LabelIssuesOptions, id_type: pa.DataType,
@@ -591,33 +620,35 @@ def full_method_passes(pipeline, examples_of, thresholds_side, options: LabelIss
     second_read = scanned.counts | "SumSecondRead" >> beam.CombineGlobally(
         joint_pass_combine(options.num_classes)).without_defaults()
     no_second_read = (no_joint, (np.zeros(NUM_SCORE_BINS, dtype=np.int64),), KeyedHistogram.empty())
-    second_read_side = beam.pvalue.AsSingleton(second_read, default_value=no_second_read)
-    plan_and_joint = second_read | "PlanLabelIssues" >> beam.Map(lambda sums: (plan_of(sums[0], options), sums[0]))
-    plan_side = beam.pvalue.AsSingleton(plan_and_joint, default_value=(no_plan, no_joint))
-    health = plan_and_joint | "DatasetHealth" >> beam.Map(health_of_plan)
+    planned = second_read | "PlanLabelIssues" >> beam.Map(plan_second_read, options, bins)
+    no_planned = plan_second_read(no_second_read, options, bins)
+    planned_side = beam.pvalue.AsSingleton(planned, default_value=no_planned)
+    health = planned | "DatasetHealth" >> beam.Map(lambda planned: _logged_health(planned.plan, planned.joint))
 
     selection_side = None
     resolved = None
     if filter_by in cj.ROW_LOCAL_FILTERS:
         selected = scanned[ScanForFullMethod.SELECTED]
     else:
-        setup_side = noise_rate_histogram = None
+        setup_side = noise_rate_side = None
         if filter_by in ("prune_by_noise_rate", "both"):
-            setup = plan_and_joint | "NoiseRateSetup" >> beam.Map(lambda plan_joint: noise_rate_setup(plan_joint[0]))
-            setup_side = beam.pvalue.AsSingleton(setup, default_value=noise_rate_setup(no_plan))
-            noise_rate_histogram = beam.pvalue.AsSingleton(
+            setup = planned | "NoiseRateSetup" >> beam.Map(lambda planned: noise_rate_setup(planned.plan))
+            no_setup = noise_rate_setup(no_plan)
+            setup_side = beam.pvalue.AsSingleton(setup, default_value=no_setup)
+            cut = (
                 examples_of("ForNoiseRateCut")
                 | "BinNoiseRateMargins" >> beam.ParDo(BinNoiseRateMargins(), setup_side)
-                | "SumNoiseRateHistogram" >> beam.CombineGlobally(KeyedHistogramFn()).without_defaults(),
-                default_value=KeyedHistogram.empty(),
+                | "SumNoiseRateHistogram" >> beam.CombineGlobally(KeyedHistogramFn()).without_defaults()
+                | "NoiseRateCut" >> beam.Map(noise_rate_cut, planned_side, setup_side)
             )
+            noise_rate_side = beam.pvalue.AsSingleton(
+                cut, default_value=noise_rate_cut(KeyedHistogram.empty(), no_planned, no_setup))
         selection = _once(pipeline, "SelectionPlan", beam.Map(
-            lambda _, plan_joint, sums, setup, noise_rate: selection_plan(
-                plan_joint[0], options, sums[2], bins, setup, noise_rate),
-            plan_side, second_read_side, setup_side, noise_rate_histogram,
+            lambda _, planned, setup, noise_rate: selection_plan(planned, options, setup, noise_rate),
+            planned_side, setup_side, noise_rate_side,
         ))
-        no_selection = selection_plan(no_plan, options, KeyedHistogram.empty(), bins, noise_rate_setup(no_plan),
-                                      KeyedHistogram.empty())
+        no_selection = selection_plan(no_planned, options, noise_rate_setup(no_plan),
+                                      noise_rate_cut(KeyedHistogram.empty(), no_planned, noise_rate_setup(no_plan)))
         selection_side = beam.pvalue.AsSingleton(selection, default_value=no_selection)
         picked = examples_of("ForSelection") | "SelectByPlan" >> beam.ParDo(
             SelectByPlan(options), selection_side, thresholds_side
@@ -639,14 +670,14 @@ def full_method_passes(pipeline, examples_of, thresholds_side, options: LabelIss
     cut_side = beam.pvalue.AsSingleton(cut, default_value=ranking_cut(no_selected, options.max_issues_per_worker))
     # Once, whatever was selected: the summary's histogram of every row's score comes from here.
     counts = _once(pipeline, "IssueCountStats", beam.Map(
-        lambda _, totals, sums, threshold_stats: IssueCountStats(
+        lambda _, totals, planned, threshold_stats: IssueCountStats(
             prune_counts=np.zeros(options.num_classes, dtype=np.int64),
             normalization=None,
             class_counts=threshold_stats.examples_per_class,
-            score_histogram=sums[1][0],
+            score_histogram=planned.score_histogram,
             issue_histogram=totals.issue_histogram,
         ),
-        beam.pvalue.AsSingleton(totals, default_value=no_selected), second_read_side, thresholds_side,
+        beam.pvalue.AsSingleton(totals, default_value=no_selected), planned_side, thresholds_side,
     ))
     no_counts = IssueCountStats(np.zeros(options.num_classes, dtype=np.int64), None,
                                 np.zeros(options.num_classes, dtype=np.int64),
