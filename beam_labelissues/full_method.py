@@ -20,9 +20,12 @@ With ``filter_by`` (``full_method_passes``), after the thresholds pass:
 - ``prune_by_class``: the second read also bins each row's ``p_given`` per class; the plan's
   per-class counts cut each class's histogram; a third read selects as above, per class.
 - ``prune_by_noise_rate``: a third read bins every row's negated margin ``p_given - p_true``
-  in each cell of its class the plan takes rows from (a keyed histogram, ~512k counters); a
-  fourth read selects per cell. ``both``: the class histogram of the second read as well, and
-  a row is taken when both selections take it.
+  in each cell of its class the plan takes rows from (a keyed histogram of about 512k
+  counters, at most 4M); a fourth read selects per cell. ``both``: the class histogram of the
+  second read as well, and a row is taken when both selections take it.
+
+Side inputs are kept small (the local runner holds several copies of each): a histogram is
+turned into its cuts where it is summed, and only the cuts travel on.
 
 The rows at a cut bin go to one keyed bottom-n (``LowestPerKeyFn``), which keeps per key only
 the rows the key takes; they are resolved into issues once (``SelectionPlan.resolve``). The
@@ -265,13 +268,13 @@ class CountConfidentJoint(beam.DoFn):
             yield self._joint(batch, threshold_stats)[1]
 
 
-def count_confident_joint(examples, thresholds_side, options: LabelIssuesOptions, stage: str = ""):
+def count_confident_joint(examples, thresholds_side, options: LabelIssuesOptions):
     """The summed joint of a read's examples: a PCollection of one ``JointCounts`` (none when
     no example was valid)."""
     return (
         examples
-        | f"CountConfidentJoint{stage}" >> beam.ParDo(CountConfidentJoint(options.num_classes), thresholds_side)
-        | f"SumConfidentJoint{stage}" >> beam.CombineGlobally(ConfidentJointFn(options.num_classes)).without_defaults()
+        | "CountConfidentJoint" >> beam.ParDo(CountConfidentJoint(options.num_classes), thresholds_side)
+        | "SumConfidentJoint" >> beam.CombineGlobally(ConfidentJointFn(options.num_classes)).without_defaults()
     )
 
 

@@ -514,7 +514,9 @@ class LabelIssuesResult:
 
 
 class FindLabelIssues(beam.PTransform):
-    """Finds label issues with confident learning, as cleanlab's ``find_label_issues_batched``.
+    """Finds label issues with confident learning, as cleanlab's ``find_label_issues_batched``,
+    or with ``filter_by`` as ``cleanlab.filter.find_label_issues`` (``full_method.py``); every
+    run also finds the dataset's health (``LabelIssuesResult.health``).
 
     Apply it to a PCollection of ``ExampleBatch``, or to the pipeline itself with
     ``source=`` an ``ExampleSource`` (``ReadNpyExamples``, ``ReadParquetExamples``):
@@ -539,7 +541,8 @@ class FindLabelIssues(beam.PTransform):
       **settings: any field of ``LabelIssuesOptions`` (``num_classes``, ``method``,
         ``adjust_pred_probs``, ``estimation_method``, ``tolerance``, ``on_invalid``,
         ``threshold_sample_fraction``, ``with_scores``, ``max_issues_per_worker``,
-        ``hold_disagreeing_rows``), overriding ``options``.
+        ``hold_disagreeing_rows``, ``filter_by``, ``frac_noise``, ``num_to_remove_per_class``,
+        ``min_examples_per_class``, ``calibration_tie_break``), overriding ``options``.
     """
 
     def __init__(
@@ -724,7 +727,8 @@ class FindLabelIssues(beam.PTransform):
             full = full_method.full_method_passes(
                 pinput.pipeline, examples_of, thresholds_side, options, self._id_type, self._class_names
             )
-            counts_side, cut_side, candidates, health = full.counts_side, full.cut_side, full.keyed_issues, full.health
+            counts_side, cut_side, candidates = full.counts_side, full.cut_side, full.keyed_issues
+            health = full.health
             boundary_side = no_boundary
         else:
             shape = self._count_from_held_rows if options.holds_disagreeing_rows else self._count_from_rereads
