@@ -36,7 +36,9 @@ class LabelIssuesOptions:
         over the rows whose id falls in a deterministic hash sample of this
         fraction (``beam_labelissues.sampling``: the same rows on every engine
         and batch size), an approximation cleanlab's documentation suggests for
-        speed; every row is still scored and counted. 1 (the default) is exact.
+        speed; every row is still scored and counted (the confident joint, and so
+        the health and any ``filter_by``, then use those thresholds too). 1 (the
+        default) is exact.
       with_scores: also produce every example's score and issue flag.
       max_issues_per_worker: the most issues one worker ranks at once; more are
         ranked in score ranges on separate workers. Results never depend on it.
