@@ -313,3 +313,21 @@ def test_a_summary_of_an_earlier_version_still_parses_with_the_new_keys_empty():
     older = Summary.from_json(json.dumps({key: value for key, value in data.items() if key not in new_keys}))
     assert older.filter_by is None and older.overall_label_health_score is None and older.health_files == []
     assert "c.parquet" in current.output_files
+
+
+def test_command_line_reads_the_full_methods_options():
+    from beam_labelissues import cli
+
+    args, rest = cli.parse_args(["--filter_by", "both", "--num_to_remove_per_class", "3,0,5", "--frac_noise", "0.3",
+                                 "--min_examples_per_class", "50", "--calibration_tie_break", "class_index"])
+    assert rest == []
+    options = cli.label_issues_options(args, 3)
+    assert (options.filter_by, options.num_to_remove_per_class, options.frac_noise, options.min_examples_per_class,
+            options.calibration_tie_break) == ("both", (3, 0, 5), 0.3, 50, "class_index")
+    defaults = cli.label_issues_options(cli.parse_args([])[0], 3)
+    assert defaults == LabelIssuesOptions(3)
+    with pytest.raises(ValueError, match="one count per class"):
+        cli.label_issues_options(args, 4)
+    for bad in (["--num_to_remove_per_class", "3,x"], ["--num_to_remove_per_class", "1,-2"], ["--filter_by", "prune"]):
+        with pytest.raises(SystemExit):
+            cli.parse_args(bad)
