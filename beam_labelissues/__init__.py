@@ -2,7 +2,9 @@
 
 Confident learning as in cleanlab's ``find_label_issues_batched`` / ``LabelInspector``
 (cleanlab 2.9): per-class confident thresholds, a label quality score per example,
-an estimate of the number of issues, and the issues ranked from most to least severe.
+an estimate of the number of issues, and the issues ranked from most to least severe;
+with ``filter_by``, cleanlab's full ``filter.find_label_issues`` instead; in every run the
+dataset's health (calibrated confident joint, class and overlap tables, noise matrices).
 
 The pipeline pieces: ``FindLabelIssues`` (a PTransform) with ``LabelIssuesOptions``,
 readers ``ReadNpyExamples`` / ``ReadParquetExamples`` (or your own ``ExampleBatch``

@@ -151,3 +151,90 @@ class IssueCandidates:
 
 
 _CANDIDATE_ARRAYS = ("ids", "given", "predicted", "scores", "model_agrees", "given_prob", "predicted_prob")
+
+
+@dataclasses.dataclass(frozen=True)
+class JointCounts:
+    """A share of the confident joint (or all of it): the sparse cells, sorted unique int64
+    codes ``given * K + likely_true`` with int64 ``counts``; ``label_counts`` ``(K,)``, rows per
+    given label; ``num_confident_learning_issues``, rows counted off the diagonal where the
+    model does not agree with the label (cleanlab's ``num_label_issues``)."""
+
+    codes: np.ndarray
+    counts: np.ndarray
+    label_counts: np.ndarray
+    num_confident_learning_issues: int
+
+    @property
+    def num_examples(self) -> int:
+        return int(self.label_counts.sum())
+
+    @staticmethod
+    def empty(num_classes: int) -> "JointCounts":
+        return JointCounts(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64),
+                           np.zeros(num_classes, dtype=np.int64), 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class HistogramEntries:
+    """One value per entry for a keyed histogram of ``size`` counters: ``codes`` are
+    ``key * bins + bin`` (int64). ``size`` travels with the entries because the number of keys
+    (a plan's cells) is only known at run time."""
+
+    size: int
+    codes: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+
+@dataclasses.dataclass(frozen=True)
+class SelectionCandidates:
+    """Rows at a selection key's cut bin, competing for its ``take`` slots by (value, id).
+
+    ``keys``: the selection key (a noise-rate cell, ``cells + class``, or 0 for ``low_*``);
+    ``values``: float64, lowest taken first; ``take``: the key's share of its cut bin, carried
+    by every entry because it is only known at run time. ``flags``: bit 0 set when the row is
+    taken for sure by prune_by_noise_rate (in another cell of its class), bit 1 when taken for
+    sure by prune_by_class. ``given``, ``predicted``, ``scores`` (the ranking's label quality)
+    and ``model_agrees`` are what the issue table needs. A row may appear once per key.
+    """
+
+    keys: np.ndarray
+    values: np.ndarray
+    ids: np.ndarray
+    take: np.ndarray
+    flags: np.ndarray
+    given: np.ndarray
+    predicted: np.ndarray
+    scores: np.ndarray
+    model_agrees: np.ndarray
+    given_prob: np.ndarray
+    predicted_prob: np.ndarray
+
+    NOISE_RATE_SURE = 1
+    CLASS_SURE = 2
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def take_rows(self, indices: np.ndarray) -> "SelectionCandidates":
+        return SelectionCandidates(*(getattr(self, f.name)[indices] for f in dataclasses.fields(self)))
+
+    def issues(self) -> "IssueCandidates":
+        """The entries as issue candidates (one per entry; deduplicate first)."""
+        return IssueCandidates(self.ids, self.given, self.predicted, self.scores, self.model_agrees, 0,
+                               self.given_prob, self.predicted_prob)
+
+    @staticmethod
+    def concatenate(parts: Sequence["SelectionCandidates"]) -> "SelectionCandidates":
+        return SelectionCandidates(*(np.concatenate([getattr(p, f.name) for p in parts])
+                                     for f in dataclasses.fields(SelectionCandidates)))
+
+    @staticmethod
+    def empty(id_dtype: Any) -> "SelectionCandidates":
+        empty = np.zeros(0, dtype=np.int64)
+        return SelectionCandidates(empty, np.zeros(0, dtype=np.float64), np.zeros(0, dtype=id_dtype), empty,
+                                   np.zeros(0, dtype=np.uint8), empty, empty, np.zeros(0, dtype=np.float64),
+                                   np.zeros(0, dtype=bool), np.zeros(0, dtype=np.float64),
+                                   np.zeros(0, dtype=np.float64))

@@ -37,7 +37,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, TestOptions
 
-from beam_labelissues import demo, flink, kernels, runners
+from beam_labelissues import confident_joint, demo, flink, kernels, runners
 from beam_labelissues._version import __version__
 from beam_labelissues.io import exports
 from beam_labelissues.io import inputs as input_files
@@ -146,6 +146,14 @@ def _non_negative_decimal(text: str) -> float:
 def _non_negative_decimal_or_inf(text: str) -> float:
     """An argparse type: a non-negative decimal number, or ``inf`` (no limit)."""
     return float("inf") if text == "inf" else _non_negative_decimal(text)
+
+
+def _class_counts(text: str) -> Tuple[int, ...]:
+    """``3,0,5`` -> (3, 0, 5): one count per class (checked against K once it is known)."""
+    parts = text.split(",")
+    if not all(_WHOLE_NUMBER.fullmatch(part) for part in parts):
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers such as 3,0,5, got {text!r}")
+    return tuple(int(part) for part in parts)
 
 
 def _add_flag(group, name: str, help_text: str) -> None:
@@ -278,6 +286,51 @@ def build_arg_parser() -> argparse.ArgumentParser:
         help="How to estimate the number of issues n: off_diagonal counts examples whose "
         "confident prediction differs from the label; off_diagonal_calibrated rescales that "
         "count per class by the class's size. Default: %(default)s.",
+    )
+    settings.add_argument(
+        "--filter_by",
+        choices=confident_joint.FILTER_BY,
+        default=default("filter_by"),
+        help="Find the issues with cleanlab's full method, filter.find_label_issues(filter_by=...), "
+        "instead of the batched one (find_label_issues_batched, the default): prune_by_noise_rate "
+        "(cleanlab's default: per cell of the confident joint, the rows with the largest margin "
+        "toward the likely true class), prune_by_class (per class, the rows least confident in "
+        "their label), both (flagged by both), confident_learning (off the joint's diagonal), "
+        "predicted_neq_given (argmax differs from the label), low_normalized_margin, "
+        "low_self_confidence (the lowest scores, as many as confident_learning finds). "
+        "Issues are still ranked by --method. See README.md, 'Methods'.",
+    )
+    settings.add_argument(
+        "--frac_noise",
+        type=_non_negative_decimal,
+        default=default("frac_noise"),
+        help="With a pruning --filter_by: the share of each cell's estimated label errors to flag, "
+        "in [0, 1]. Default: %(default)s.",
+    )
+    settings.add_argument(
+        "--num_to_remove_per_class",
+        type=_class_counts,
+        default=default("num_to_remove_per_class"),
+        metavar="N0,N1,...",
+        help="With a pruning --filter_by: how many examples to flag in each given class, K "
+        "comma-separated integers (cleanlab's num_to_remove_per_class).",
+    )
+    settings.add_argument(
+        "--min_examples_per_class",
+        type=_whole_number(0),
+        default=default("min_examples_per_class"),
+        help="With a pruning --filter_by: a class keeps at least this many examples; a class with "
+        "this many or fewer is not pruned. Default: %(default)s.",
+    )
+    settings.add_argument(
+        "--calibration_tie_break",
+        choices=confident_joint.TIE_BREAKS,
+        default=default("calibration_tie_break"),
+        help="How the calibrated confident joint (every run's health, and the pruning methods' "
+        "counts) breaks ties when it rounds a row to integers: numpy sorts as cleanlab does "
+        "(equal to cleanlab on the same machine, but numpy's order of equal values can differ "
+        "between CPUs); class_index moves the lower class first (the same everywhere). "
+        "Default: %(default)s.",
     )
     settings.add_argument(
         "--tolerance",
@@ -539,6 +592,11 @@ def label_issues_options(args: argparse.Namespace, num_classes: int) -> LabelIss
         with_scores=args.write_scores,
         max_issues_per_worker=args.max_issues_per_worker,
         example_uri_template=args.example_uri_template,
+        filter_by=args.filter_by,
+        frac_noise=args.frac_noise,
+        num_to_remove_per_class=args.num_to_remove_per_class,
+        min_examples_per_class=args.min_examples_per_class,
+        calibration_tie_break=args.calibration_tie_break,
     )
 
 
@@ -804,8 +862,15 @@ def print_summary(
     thresholds = ", ".join(f"{t:.4f}" for t in summary.confident_thresholds[:20])
     more = " ..." if summary.num_classes > 20 else ""
     print(f"Confident thresholds: [{thresholds}{more}]", file=out)
-    print(f"Issues estimated:     {summary.num_issues_estimated:,}", file=out)
+    if summary.filter_by:
+        print(f"Method:               filter_by {summary.filter_by} (cleanlab.filter.find_label_issues)", file=out)
+        print(f"Rows selected:        {summary.num_issues_estimated:,}", file=out)
+    else:
+        print(f"Issues estimated:     {summary.num_issues_estimated:,}", file=out)
     print(f"Label issues found:   {summary.num_label_issues:,} ({share:.2%} of examples)", file=out)
+    if summary.overall_label_health_score is not None:
+        print(f"Label health score:   {summary.overall_label_health_score:.4f} "
+              "(1 - the share of examples confident learning flags)", file=out)
     if top:
         print("\nMost severe issues:", file=out)
         print(f"  {'rank':>4}  {'id':>10}  {'given':>14}  {'predicted':>14}  {'label_quality':>13}", file=out)

@@ -15,7 +15,15 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 
-from beam_labelissues.batches import DisagreeingRows, ExampleBatch, IssueCandidates, ScoredBatch
+from beam_labelissues.batches import (
+    DisagreeingRows,
+    ExampleBatch,
+    HistogramEntries,
+    IssueCandidates,
+    JointCounts,
+    ScoredBatch,
+    SelectionCandidates,
+)
 
 
 def approximate_nbytes(value: Any) -> int:
@@ -54,5 +62,6 @@ class BatchCoder(beam.coders.Coder):
         return hash(type(self))
 
 
-for _batch_type in (ExampleBatch, ScoredBatch, IssueCandidates, DisagreeingRows):
+for _batch_type in (ExampleBatch, ScoredBatch, IssueCandidates, DisagreeingRows, JointCounts, HistogramEntries,
+                    SelectionCandidates):
     beam.coders.registry.register_coder(_batch_type, BatchCoder)

@@ -13,9 +13,16 @@ from typing import Any, List, Optional, Sequence
 import apache_beam as beam
 import numpy as np
 
-from beam_labelissues import kernels, sampling
+from beam_labelissues import confident_joint, kernels, sampling
 from beam_labelissues.coders import BatchCoder
-from beam_labelissues.batches import ExampleBatch, IssueCandidates, ScoredBatch
+from beam_labelissues.batches import (
+    ExampleBatch,
+    HistogramEntries,
+    IssueCandidates,
+    JointCounts,
+    ScoredBatch,
+    SelectionCandidates,
+)
 
 # Fine histogram of scores used to cut the candidates before ranking.
 NUM_SCORE_BINS = 1 << 16
@@ -315,3 +322,239 @@ class IssueTotalsFn(beam.CombineFn):
 
     def extract_output(self, accumulator: IssueTotals) -> IssueTotals:
         return accumulator
+
+
+# --- full confident learning (filter_by): the joint, keyed histograms, keyed bottom-n ------
+
+
+class _SparseParts:
+    """Sparse (codes, counts) parts summed lazily: merged whenever they hold more than twice
+    the cells of the last merge (plus a floor), so adding a batch costs amortised O(its cells)."""
+
+    _MIN_MERGE_CELLS = 1 << 16
+
+    def __init__(self):
+        self.parts: List = []
+        self.cells = 0
+        self.merged_cells = 0
+
+    def add(self, codes: np.ndarray, counts: np.ndarray) -> None:
+        if len(codes):
+            self.parts.append((codes, counts))
+            self.cells += len(codes)
+            if self.cells > 2 * self.merged_cells + self._MIN_MERGE_CELLS:
+                self.merge()
+
+    def merge(self):
+        codes, counts = confident_joint.merge_sparse_counts(self.parts)
+        self.parts = [(codes, counts)] if len(codes) else []
+        self.cells = self.merged_cells = len(codes)
+        return codes, counts
+
+
+class ConfidentJointFn(beam.CombineFn):
+    """Sums ``JointCounts``: the sparse cells of the confident joint, the label counts and the
+    confident-learning issue count. The accumulator holds only the cells that occur (at most
+    one per row of a batch), never K^2 counters, so K = 10,000 costs what its joint holds."""
+
+    def __init__(self, num_classes: int):
+        self._num_classes = num_classes
+
+    def create_accumulator(self):
+        return [_SparseParts(), np.zeros(self._num_classes, dtype=np.int64), 0]
+
+    def add_input(self, accumulator, part: JointCounts):
+        accumulator[0].add(part.codes, part.counts)
+        accumulator[1] += part.label_counts
+        accumulator[2] += int(part.num_confident_learning_issues)
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        merged = self.create_accumulator()
+        for cells, label_counts, issues in accumulators:
+            for codes, counts in cells.parts:
+                merged[0].add(codes, counts)
+            merged[1] += label_counts
+            merged[2] += issues
+        return merged
+
+    def compact(self, accumulator):
+        accumulator[0].merge()
+        return accumulator
+
+    def extract_output(self, accumulator) -> JointCounts:
+        codes, counts = accumulator[0].merge()
+        return JointCounts(codes, counts, accumulator[1].copy(), int(accumulator[2]))
+
+
+class _DenseCounts:
+    """A keyed histogram's counters, allocated on the first entries (their ``size`` is only
+    known at run time); pickled as its non-zero counters."""
+
+    def __init__(self):
+        self.counts: Optional[np.ndarray] = None
+
+    def add(self, size: int, codes: np.ndarray) -> None:
+        if self.counts is None:
+            self.counts = np.zeros(size, dtype=np.int64)
+        elif len(self.counts) != size:
+            raise ValueError(f"histogram entries for {size} counters met an accumulator of {len(self.counts)}")
+        if 2 * len(codes) >= size:
+            self.counts += np.bincount(codes, minlength=size)
+        elif len(codes):
+            np.add.at(self.counts, codes, 1)
+
+    def add_counts(self, other: "_DenseCounts") -> None:
+        if other.counts is None:
+            return
+        if self.counts is None:
+            self.counts = other.counts.copy()
+        else:
+            self.counts += other.counts
+
+    def __getstate__(self):
+        # Never a false value: pickle would then skip __setstate__ on loading.
+        if self.counts is None:
+            return (0, None, None)
+        nonzero = np.flatnonzero(self.counts)
+        return len(self.counts), nonzero, self.counts[nonzero]
+
+    def __setstate__(self, state):
+        size, nonzero, values = state
+        self.counts = None
+        if nonzero is not None:
+            self.counts = np.zeros(size, dtype=np.int64)
+            self.counts[nonzero] = values
+
+
+@dataclasses.dataclass
+class KeyedHistogram:
+    """A merged keyed histogram: sorted non-zero ``codes`` (``key * bins + bin``) and ``counts``."""
+
+    codes: np.ndarray
+    counts: np.ndarray
+
+    @staticmethod
+    def empty() -> "KeyedHistogram":
+        return KeyedHistogram(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+
+
+class KeyedHistogramFn(beam.CombineFn):
+    """Counts ``HistogramEntries`` into dense counters (at most
+    ``confident_joint.MAX_HISTOGRAM_COUNTERS``, 32 MiB), exact and in any order; the output is
+    sparse."""
+
+    def create_accumulator(self) -> _DenseCounts:
+        return _DenseCounts()
+
+    def add_input(self, accumulator: _DenseCounts, entries: Optional[HistogramEntries]) -> _DenseCounts:
+        if entries is not None:  # None: nothing to count (a part of a tuple with nothing here)
+            accumulator.add(entries.size, entries.codes)
+        return accumulator
+
+    def merge_accumulators(self, accumulators) -> _DenseCounts:
+        merged = _DenseCounts()
+        for accumulator in accumulators:
+            merged.add_counts(accumulator)
+        return merged
+
+    def extract_output(self, accumulator: _DenseCounts) -> KeyedHistogram:
+        if accumulator.counts is None:
+            return KeyedHistogram.empty()
+        codes = np.flatnonzero(accumulator.counts).astype(np.int64)
+        return KeyedHistogram(codes, accumulator.counts[codes].copy())
+
+
+def lowest_entries_per_key(candidates: SelectionCandidates) -> SelectionCandidates:
+    """Of each key's entries, its ``take`` lowest by (value, id), by key then rank."""
+    if len(candidates) == 0:
+        return candidates
+    keys, first = np.unique(candidates.keys, return_index=True)
+    local = np.searchsorted(keys, candidates.keys)
+    chosen = confident_joint.lowest_per_key(local, candidates.values, candidates.ids, candidates.take[first])
+    return candidates.take_rows(chosen)
+
+
+class LowestPerKeyFn(beam.CombineFn):
+    """Keeps, for every key, its ``take`` entries lowest by (value, id): a keyed bottom-n whose
+    n per key travels with the entries (it is only known at run time). The accumulator is a list
+    of parts, compacted to the kept entries whenever it holds more than twice as many (plus a
+    floor), so memory stays within about twice the entries the keys take."""
+
+    _MIN_COMPACT_ROWS = 1 << 16
+
+    def __init__(self, id_dtype: Any = np.int64):
+        self._id_dtype = id_dtype
+
+    def create_accumulator(self):
+        return [[], 0]  # parts, entries kept by the last compaction
+
+    def get_accumulator_coder(self):
+        return BatchCoder()
+
+    def _maybe_compact(self, accumulator):
+        parts, kept = accumulator
+        if sum(len(p) for p in parts) > 2 * kept + self._MIN_COMPACT_ROWS:
+            return self.compact(accumulator)
+        return accumulator
+
+    def add_input(self, accumulator, candidates: SelectionCandidates):
+        if len(candidates):
+            accumulator[0].append(candidates)
+        return self._maybe_compact(accumulator)
+
+    def merge_accumulators(self, accumulators):
+        parts, kept = [], 0
+        for accumulator_parts, accumulator_kept in accumulators:
+            parts.extend(accumulator_parts)
+            kept += accumulator_kept
+        return self._maybe_compact([parts, kept])
+
+    def compact(self, accumulator):
+        parts = [p for p in accumulator[0] if len(p)]
+        if not parts:
+            return [[], 0]
+        lowest = lowest_entries_per_key(SelectionCandidates.concatenate(parts))
+        return [[lowest], len(lowest)]
+
+    def extract_output(self, accumulator) -> SelectionCandidates:
+        parts = self.compact(accumulator)[0]
+        return parts[0] if parts else SelectionCandidates.empty(self._id_dtype)
+
+
+@dataclasses.dataclass
+class SelectedIssues:
+    """The rows a ``filter_by`` selected (``num_selected``, before rows where the model agrees
+    with the label are dropped) and the histogram of the issues' scores (after)."""
+
+    num_selected: int
+    issue_histogram: np.ndarray
+
+
+class SelectedIssuesFn(beam.CombineFn):
+    """Counts selected rows (``IssueCandidates``) and bins the scores of those that stay issues:
+    all of them, or those where the model does not agree with the label."""
+
+    def __init__(self, drops_agreeing_rows: bool, num_bins: int = NUM_SCORE_BINS):
+        self._drops_agreeing_rows = drops_agreeing_rows
+        self._num_bins = num_bins
+
+    def create_accumulator(self):
+        return [0, np.zeros(self._num_bins, dtype=np.int64)]
+
+    def add_input(self, accumulator, candidates: IssueCandidates):
+        if len(candidates):
+            accumulator[0] += len(candidates)
+            scores = candidates.scores[~candidates.model_agrees] if self._drops_agreeing_rows else candidates.scores
+            accumulator[1] += np.bincount(kernels.score_bins(scores, self._num_bins), minlength=self._num_bins)
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        merged = self.create_accumulator()
+        for selected, histogram in accumulators:
+            merged[0] += selected
+            merged[1] += histogram
+        return merged
+
+    def extract_output(self, accumulator) -> SelectedIssues:
+        return SelectedIssues(int(accumulator[0]), accumulator[1].copy())

@@ -1030,3 +1030,394 @@ def lowest_per_key(keys: np.ndarray, values: np.ndarray, ids: np.ndarray, take: 
     sorted_keys = keys[order]
     rank = np.arange(len(order)) - np.searchsorted(sorted_keys, sorted_keys, side="left")
     return order[rank < np.asarray(take, dtype=np.int64)[sorted_keys]]
+
+
+# --------------------------------------------------------------------------------------------
+# The pipeline's passes, per batch: the kernels above fused for speed
+# --------------------------------------------------------------------------------------------
+#
+# The pipeline (beam_labelissues/full_method.py) keys every selection alike: a noise-rate cell's
+# rows by the cell's index (values: the negated margin ``p_given - p_true``, lowest first), a
+# class's rows by ``m + class`` (m noise-rate cells; values: ``p_given``) and the ``low_*`` rows
+# by key 0 (values: the score). A keyed histogram of the values gives each key's cut bin
+# (``lowest_per_key_cuts``); rows below it are taken for sure, the rows in it compete by
+# (value, id) for the cut bin's share. Values are compared in float64 and binned by
+# ``selection_bins``, one monotone map used by every pass, so a row's bin and its rank agree.
+
+# Counters of one keyed histogram (keys x bins): at most 4M (a cut pass's accumulator, 32 MiB);
+# aim for 512k, which stays in the CPU's cache when a batch's entries are counted, unless that
+# leaves fewer than 64 bins per key.
+MAX_HISTOGRAM_COUNTERS = 1 << 22
+TARGET_HISTOGRAM_COUNTERS = 1 << 19
+MIN_TARGET_BINS_PER_KEY = 64
+MAX_BINS_PER_KEY = 1 << 16
+# Noise-rate cells are found through a dense K x K table up to this K (4 MiB of int32).
+_MAX_DENSE_CELL_TABLE_CLASSES = 1024
+_POPCOUNT_16 = None
+_LOWEST_BIT_16 = None
+
+
+def bins_per_key(num_keys: int) -> int:
+    """Bins per key of a keyed histogram over ``num_keys`` keys: at most 65,536; keys x bins
+    near ``TARGET_HISTOGRAM_COUNTERS``, or 64 bins per key where that is more, and never above
+    ``MAX_HISTOGRAM_COUNTERS`` (at least one bin: then each key's rows all meet at its cut).
+    Fewer bins only put more rows in a cut bin, where they are compared exactly."""
+    num_keys = max(int(num_keys), 1)
+    wanted = max(TARGET_HISTOGRAM_COUNTERS // num_keys, min(MIN_TARGET_BINS_PER_KEY, MAX_HISTOGRAM_COUNTERS // num_keys))
+    return int(max(1, min(MAX_BINS_PER_KEY, wanted)))
+
+
+def selection_bins(values: np.ndarray, low: float, high: float, num_bins: int) -> np.ndarray:
+    """int64 bins of float64 ``values`` over [low, high], outliers clipped to the end bins.
+
+    Each step (subtract, multiply by a positive constant, floor) is a rounded monotone
+    operation, so the bins never decrease as the values grow: every row in a lower bin has a
+    lower value than every row in a higher one.
+    """
+    scaled = np.subtract(values, low, dtype=np.float64)
+    scaled *= num_bins / (high - low)
+    np.floor(scaled, out=scaled)
+    np.clip(scaled, 0, num_bins - 1, out=scaled)
+    return scaled.astype(np.int64)
+
+
+def exact_cutoffs(thresholds: np.ndarray, dtype) -> np.ndarray:
+    """The cutoffs ``threshold - 1e-6`` in the probabilities' own dtype, rounded up: for a value
+    p of that dtype, ``p >= cutoff`` (compared in the dtype) exactly when ``float64(p) >=
+    threshold - 1e-6``, since the rounded-up cutoff is the least value of the dtype that reaches
+    the float64 one. Comparing float32 input this way avoids a float64 copy of the batch."""
+    cutoffs = np.asarray(thresholds, dtype=np.float64) - kernels.FLOATING_POINT_COMPARISON
+    dtype = np.dtype(dtype)
+    if dtype == np.float64 or dtype.kind != "f":
+        return cutoffs
+    narrowed = cutoffs.astype(dtype)
+    short = narrowed.astype(np.float64) < cutoffs
+    narrowed[short] = np.nextafter(narrowed[short], dtype.type(np.inf))
+    return narrowed
+
+
+def _bit_tables():
+    global _POPCOUNT_16, _LOWEST_BIT_16
+    if _POPCOUNT_16 is None:
+        codes = np.arange(1 << 16, dtype=np.uint32)
+        bits = ((codes[:, None] >> np.arange(16, dtype=np.uint32)) & 1).astype(np.uint8)
+        _POPCOUNT_16 = bits.sum(axis=1).astype(np.int64)
+        _LOWEST_BIT_16 = np.where(_POPCOUNT_16 > 0, np.argmax(bits, axis=1), -1).astype(np.int64)
+    return _POPCOUNT_16, _LOWEST_BIT_16
+
+
+def confident_counts_and_first(confident: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Per row of a bool ``(n, K)`` matrix: how many entries are True, and the first True one.
+
+    With K <= 16 each row becomes a bit mask (one small integer matrix product) read from two
+    tables; numpy's reductions along short rows cost several times more.
+    """
+    n, k = confident.shape
+    if k <= 16 and n:
+        weights = (1 << np.arange(k)).astype(np.uint16)
+        masks = np.ascontiguousarray(confident).view(np.uint8) @ weights
+        popcount, lowest = _bit_tables()
+        return popcount[masks], lowest[masks]
+    return np.count_nonzero(confident, axis=1).astype(np.int64), np.argmax(confident, axis=1).astype(np.int64)
+
+
+@dataclasses.dataclass(frozen=True)
+class JointOfBatch:
+    """One batch's share of the confident joint: ``likely_true`` per row (-1: not counted), the
+    sparse cells (sorted unique codes ``given * K + likely``, int64 counts), the rows counted
+    off the diagonal (``off_diagonal``, bool) and how many of those the model does not agree
+    with (``num_confident_learning_issues``)."""
+
+    likely_true: np.ndarray
+    codes: np.ndarray
+    counts: np.ndarray
+    off_diagonal: np.ndarray
+    num_confident_learning_issues: int
+
+
+def confident_joint_of_batch(labels: np.ndarray, pred_probs: np.ndarray, cutoffs: np.ndarray,
+                             num_classes: int) -> JointOfBatch:
+    """``likely_true_labels``, ``confident_joint_cells`` and the ``confident_learning_issues``
+    count of one batch in one go. ``cutoffs`` from ``exact_cutoffs`` (``filter_thresholds``,
+    the probabilities' dtype). The argmax over all classes is taken only for rows confident in
+    two or more classes, and the model's agreement only for the rows counted off the diagonal.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    confident = pred_probs >= cutoffs
+    num_confident, likely = confident_counts_and_first(confident)
+    several = np.flatnonzero(num_confident >= 2)
+    if len(several):
+        likely[several] = np.argmax(pred_probs[several], axis=1)
+    likely[num_confident == 0] = -1
+    counted = likely >= 0
+    codes = labels[counted] * num_classes + likely[counted]
+    if num_classes * num_classes <= 4 * max(len(codes), 1):
+        dense = np.bincount(codes, minlength=num_classes * num_classes)
+        codes = np.flatnonzero(dense).astype(np.int64)
+        counts = dense[codes].astype(np.int64)
+    else:
+        codes, counts = np.unique(codes, return_counts=True)
+        codes, counts = codes.astype(np.int64), counts.astype(np.int64)
+    off_diagonal = counted & (likely != labels)
+    rows = np.flatnonzero(off_diagonal)
+    agrees = kernels.predictions(labels[rows], pred_probs[rows])[2]
+    return JointOfBatch(likely, codes, counts, off_diagonal, int(np.count_nonzero(~agrees)))
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseRateCells:
+    """The plan's noise-rate cells in the form the passes use: ``given``, ``true`` (int64, sorted
+    by (given, true)) and, for K up to 1,024 where rows have many cells each, ``table``: the K x
+    K int32 index of each (given, true) cell, ``len(given)`` where there is none."""
+
+    num_classes: int
+    given: np.ndarray
+    true: np.ndarray
+    table: Optional[np.ndarray]
+
+    @classmethod
+    def of_plan(cls, plan: "LabelIssuePlan") -> "NoiseRateCells":
+        k, m = plan.num_classes, len(plan.noise_rate_given)
+        table = None
+        # Dense: every row computes K values; sparse: only its class's cells, at a few times the
+        # cost per value. Dense while a row's class has on average more than K / 8 cells.
+        if k <= _MAX_DENSE_CELL_TABLE_CLASSES and m * 8 >= k * k:
+            table = np.full((k, k), m, dtype=np.int32)
+            table[plan.noise_rate_given, plan.noise_rate_true] = np.arange(m, dtype=np.int32)
+        return cls(k, plan.noise_rate_given, plan.noise_rate_true, table)
+
+    def __len__(self) -> int:
+        return len(self.given)
+
+
+def arithmetic_dtype(pred_probs: np.ndarray) -> np.dtype:
+    """The dtype a selection pass computes values in: float64 for float64 input, else float32.
+
+    For float16 or float32 probabilities, float32 arithmetic is exact enough: a margin
+    ``fl32(p_k - p_j)`` is always ``fl32`` of the float64 margin ``fl64(p_k - p_j)`` cleanlab
+    computes (the exact difference of two float32 values is representable in float64 unless one
+    is below 2^-28 of the other, and then both roundings land on the larger one), so a bin
+    computed from it is a non-decreasing function of the float64 value: equal float64 values
+    share a bin, and a lower one never lands in a higher bin. The float64 value itself is
+    computed only for the few rows at a cut bin, where rows are compared.
+    """
+    return np.dtype(np.float64) if np.asarray(pred_probs).dtype == np.float64 else np.dtype(np.float32)
+
+
+# Elements per piece when a batch is cut into pieces that stay in the CPU's cache.
+_PIECE_ELEMENTS = 1 << 16
+
+
+def _dense_noise_rate_pieces(labels: np.ndarray, pred_probs: np.ndarray, cells: NoiseRateCells, num_bins: int):
+    """Per piece of rows: (first row, keys (rows, K) int32, bins (rows, K) int32), the dense way."""
+    dtype = arithmetic_dtype(pred_probs)
+    k = cells.num_classes
+    step = max(1, _PIECE_ELEMENTS // k)
+    for start in range(0, len(labels), step):
+        piece_labels = labels[start:start + step]
+        probs = np.asarray(pred_probs[start:start + step], dtype=dtype)
+        given_prob = probs[np.arange(len(piece_labels)), piece_labels]
+        values = given_prob[:, None] - probs  # the negated margins p_given - p_true
+        values += dtype.type(1.0)  # over [-1, 1]: shift by 1, scale by num_bins / 2
+        values *= dtype.type(num_bins / 2.0)
+        # Truncation is the floor from 0 up; the few values below 0 (a tolerated probability
+        # past 1) truncate to 0 or below and are clipped to bin 0 with the rest.
+        bins = values.astype(np.int32)
+        np.clip(bins, 0, num_bins - 1, out=bins)
+        yield start, cells.table[piece_labels], bins
+
+
+def noise_rate_values(labels: np.ndarray, pred_probs: np.ndarray, rows: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """The float64 negated margins ``p_given - p_true`` of the (row, true class) pairs given,
+    exactly as cleanlab computes ``p_true - p_given`` on float64 data, negated."""
+    rows = np.asarray(rows, dtype=np.int64)
+    probs_true = np.asarray(pred_probs[rows, true], dtype=np.float64)
+    probs_given = np.asarray(pred_probs[rows, np.asarray(labels)[rows]], dtype=np.float64)
+    return probs_given - probs_true
+
+
+def noise_rate_histogram_codes(labels: np.ndarray, pred_probs: np.ndarray, cells: NoiseRateCells,
+                               num_bins: int) -> np.ndarray:
+    """Codes ``key * num_bins + bin`` of the batch's noise-rate values, for a keyed histogram of
+    ``len(cells) + 1`` keys (the last one collects the dense table's non-cells; ignore it)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    if cells.table is not None:
+        parts = []
+        for _, keys, bins in _dense_noise_rate_pieces(labels, pred_probs, cells, num_bins):
+            codes = keys.astype(np.int64)
+            codes *= num_bins
+            codes += bins
+            parts.append(codes.ravel())
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    rows, keys, margins = noise_rate_margins(labels, pred_probs, cells.given, cells.true)
+    return keys * num_bins + selection_bins(-margins, -1.0, 1.0, num_bins)
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyedCut:
+    """Each key's cut (``lowest_per_key_cuts``): rows of key k in bins below ``cut_bin[k]`` are
+    taken, ``take_at_cut[k]`` of those in it are (lowest by value, then id), none above."""
+
+    num_bins: int
+    cut_bin: np.ndarray
+    take_at_cut: np.ndarray
+
+    @classmethod
+    def from_histogram(cls, codes: np.ndarray, counts: np.ndarray, num_bins: int, take: np.ndarray) -> "KeyedCut":
+        cut_bin, take_at_cut = lowest_per_key_cuts(codes, counts, num_bins, np.asarray(take, dtype=np.int64))
+        return cls(num_bins, cut_bin, take_at_cut)
+
+
+@dataclasses.dataclass(frozen=True)
+class BoundaryEntries:
+    """Rows at a key's cut bin: batch row, key, float64 value, and how many of the key's cut-bin
+    rows are taken (``take``, per entry)."""
+
+    rows: np.ndarray
+    keys: np.ndarray
+    values: np.ndarray
+    take: np.ndarray
+
+    @staticmethod
+    def concatenate(parts: Sequence["BoundaryEntries"]) -> "BoundaryEntries":
+        return BoundaryEntries(*(np.concatenate([getattr(p, f.name) for p in parts])
+                                 for f in dataclasses.fields(BoundaryEntries)))
+
+
+def _empty_entries() -> BoundaryEntries:
+    empty = np.zeros(0, dtype=np.int64)
+    return BoundaryEntries(empty, empty, np.zeros(0, dtype=np.float64), empty)
+
+
+def select_noise_rate(labels: np.ndarray, pred_probs: np.ndarray, cells: NoiseRateCells,
+                      cut: "KeyedCut") -> Tuple[np.ndarray, "BoundaryEntries"]:
+    """prune_by_noise_rate for one batch: bool ``(n,)``, True where a row is taken for sure in
+    at least one cell of its class, and the entries at a cell's cut bin (keys: cell indices)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    n = len(labels)
+    cut_bins = np.append(cut.cut_bin, -1).astype(np.int32)  # the non-cells key never takes
+    if cells.table is not None:
+        sure = np.zeros(n, dtype=bool)
+        weights = np.ones(cells.num_classes, dtype=np.uint16)
+        at_rows, at_true = [], []
+        for start, keys, bins in _dense_noise_rate_pieces(labels, pred_probs, cells, cut.num_bins):
+            key_cuts = cut_bins[keys]
+            below = bins < key_cuts
+            sure[start:start + len(keys)] = (below.view(np.uint8) @ weights) > 0
+            rows, true = np.nonzero(bins == key_cuts)
+            at_rows.append(rows + start)
+            at_true.append(true)
+        rows = np.concatenate(at_rows).astype(np.int64) if at_rows else np.zeros(0, dtype=np.int64)
+        true = np.concatenate(at_true).astype(np.int64) if at_true else np.zeros(0, dtype=np.int64)
+        keys = cells.table[labels[rows], true].astype(np.int64)
+        values = noise_rate_values(labels, pred_probs, rows, true)
+        return sure, BoundaryEntries(rows, keys, values, cut.take_at_cut[keys])
+    rows, keys, margins = noise_rate_margins(labels, pred_probs, cells.given, cells.true)
+    bins = selection_bins(-margins, -1.0, 1.0, cut.num_bins)
+    key_cuts = cut_bins[keys]
+    sure = np.zeros(n, dtype=bool)
+    sure[rows[bins < key_cuts]] = True
+    at = np.flatnonzero(bins == key_cuts)
+    at_keys = keys[at]
+    return sure, BoundaryEntries(rows[at], at_keys, -margins[at], cut.take_at_cut[at_keys])
+
+
+def select_lowest_by_key(keys: np.ndarray, values: np.ndarray, cut: KeyedCut, low: float = 0.0,
+                         high: float = 1.0) -> Tuple[np.ndarray, BoundaryEntries]:
+    """A selection with one key per row (a class, or the single key of ``low_*``): bool ``(n,)``
+    of rows taken for sure, and the rows at their key's cut bin."""
+    keys = np.asarray(keys, dtype=np.int64)
+    bins = selection_bins(values, low, high, cut.num_bins)
+    cut_bins = cut.cut_bin[keys]
+    at = np.flatnonzero(bins == cut_bins)
+    at_keys = keys[at]
+    entries = BoundaryEntries(at, at_keys, np.asarray(values, dtype=np.float64)[at], cut.take_at_cut[at_keys])
+    return bins < cut_bins, entries
+
+
+@dataclasses.dataclass(frozen=True)
+class SelectionPlan:
+    """What a selection pass needs, from the plan and the cuts: small, a side input.
+
+    ``noise_rate`` and ``noise_rate_cut`` (prune_by_noise_rate, both): the cells, keys
+    ``0 .. m-1``. ``class_cut`` (prune_by_class, both): keys are the classes, offset by m in the
+    candidates. ``low_score_cut`` (low_*): one key, the score of ``low_score_method``.
+    """
+
+    filter_by: str
+    num_classes: int
+    noise_rate: Optional[NoiseRateCells] = None
+    noise_rate_cut: Optional[KeyedCut] = None
+    class_cut: Optional[KeyedCut] = None
+    low_score_cut: Optional[KeyedCut] = None
+
+    @property
+    def low_score_method(self) -> Optional[str]:
+        return LOW_SCORE_FILTERS.get(self.filter_by)
+
+    @property
+    def drops_agreeing_rows(self) -> bool:
+        return self.filter_by not in LOW_SCORE_FILTERS
+
+    @property
+    def class_key_offset(self) -> int:
+        return len(self.noise_rate) if self.noise_rate is not None else 0
+
+    def select(self, labels: np.ndarray, pred_probs: np.ndarray) -> Tuple[np.ndarray, BoundaryEntries, np.ndarray]:
+        """One batch: bool ``(n,)`` of the rows selected for sure (for ``both``, in both
+        selections), the entries at a cut bin (keys in the candidates' key space) and each
+        entry's flags (``SelectionCandidates``: 1 = the row is taken for sure by noise rate,
+        2 = by class). Rows where the model agrees are still here; they are dropped later."""
+        labels = np.asarray(labels, dtype=np.int64)
+        n = len(labels)
+        parts = []
+        noise_rate_sure = class_sure = None
+        if self.noise_rate_cut is not None:
+            noise_rate_sure, entries = select_noise_rate(labels, pred_probs, self.noise_rate, self.noise_rate_cut)
+            parts.append(entries)
+        if self.class_cut is not None:
+            confidence = kernels.self_confidence(labels, pred_probs)
+            class_sure, entries = select_lowest_by_key(labels, confidence, self.class_cut)
+            parts.append(dataclasses.replace(entries, keys=entries.keys + self.class_key_offset))
+        if self.low_score_cut is not None:
+            scores = kernels.label_quality_scores(labels, pred_probs, None, method=self.low_score_method)
+            sure, entries = select_lowest_by_key(np.zeros(n, dtype=np.int64), scores, self.low_score_cut)
+            parts.append(entries)
+        elif noise_rate_sure is not None and class_sure is not None:
+            sure = noise_rate_sure & class_sure
+        else:
+            sure = noise_rate_sure if noise_rate_sure is not None else class_sure
+        entries = BoundaryEntries.concatenate(parts) if parts else _empty_entries()
+        flags = np.zeros(len(entries.rows), dtype=np.uint8)
+        if noise_rate_sure is not None:
+            flags |= noise_rate_sure[entries.rows].astype(np.uint8)
+        if class_sure is not None:
+            flags |= class_sure[entries.rows].astype(np.uint8) << 1
+        return sure, entries, flags
+
+    def resolve(self, keys: np.ndarray, ids: np.ndarray, flags: np.ndarray) -> np.ndarray:
+        """Which of the entries every key's cut bin chose (keys, ids, flags) are selected rows not
+        already taken for sure: indices of one entry per such row, in id order.
+
+        prune_by_noise_rate: a row chosen in a cell and taken for sure in no cell. both: a row
+        in the noise-rate selection (for sure, or chosen in a cell) and in the class selection
+        (for sure, or chosen), unless for sure in both. Others: every chosen row.
+        """
+        keys = np.asarray(keys, dtype=np.int64)
+        flags = np.asarray(flags, dtype=np.uint8)
+        noise_rate_sure = (flags & 1) != 0
+        class_sure = (flags & 2) != 0
+        if self.filter_by == "prune_by_noise_rate":
+            keep = ~noise_rate_sure
+        elif self.filter_by == "both":
+            by_noise_rate = keys < self.class_key_offset
+            in_noise_rate = noise_rate_sure | np.isin(ids, ids[by_noise_rate])
+            in_class = class_sure | np.isin(ids, ids[~by_noise_rate])
+            keep = in_noise_rate & in_class & ~(noise_rate_sure & class_sure)
+        else:
+            keep = np.ones(len(keys), dtype=bool)
+        kept = np.flatnonzero(keep)
+        if len(kept) == 0:
+            return kept
+        _, first = np.unique(ids[kept], return_index=True)
+        return kept[first]

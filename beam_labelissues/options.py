@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Optional
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
-from beam_labelissues import example_uris, kernels, sampling
+from beam_labelissues import confident_joint, example_uris, kernels, sampling
 
 ON_INVALID_CHOICES = ("fail", "skip")
 # The most classes a run accepts. Per-class arrays and lists are allocated before any
@@ -46,7 +46,9 @@ class LabelIssuesOptions:
         over the rows whose id falls in a deterministic hash sample of this
         fraction (``beam_labelissues.sampling``: the same rows on every engine
         and batch size), an approximation cleanlab's documentation suggests for
-        speed; every row is still scored and counted. 1 (the default) is exact.
+        speed; every row is still scored and counted (the confident joint, and so
+        the health and any ``filter_by``, then use those thresholds too). 1 (the
+        default) is exact.
       with_scores: also produce every example's score and issue flag.
       max_issues_per_worker: the most issues one worker ranks at once; more are
         ranked in score ranges on separate workers. Results never depend on it.
@@ -60,6 +62,26 @@ class LabelIssuesOptions:
         where the id goes (``gs://bucket/images/{id}.jpg``); ``WriteLabelIssues``
         then adds a ``uri`` column to the label_issues and label_quality_scores
         files, and the report links each issue to it. Only ``{id}`` is allowed.
+      filter_by: None (the default) finds the issues as ``find_label_issues_batched``
+        does (the options above). Any of ``cleanlab.filter.find_label_issues``'s
+        ``filter_by`` values (``prune_by_noise_rate``, ``prune_by_class``, ``both``,
+        ``confident_learning``, ``predicted_neq_given``, ``low_normalized_margin``,
+        ``low_self_confidence``) finds them with the full method instead, from the
+        confident joint; they are still ranked by ``method`` / ``adjust_pred_probs``.
+      frac_noise: with a pruning ``filter_by``, the share of each cell's estimated
+        label errors to return (cleanlab's ``frac_noise``, in [0, 1]).
+      num_to_remove_per_class: with a pruning ``filter_by``, how many rows to flag
+        in each given class, K non-negative integers (cleanlab's argument).
+      min_examples_per_class: with a pruning ``filter_by``, a class keeps at least
+        this many rows; a class with this many rows or fewer gives up none.
+      calibration_tie_break: how the calibrated confident joint breaks ties when it
+        rounds a row to integers keeping its total (cells holding equal counts tie
+        often): ``numpy`` sorts as cleanlab does (numpy's ``argsort`` on the same dense
+        row), so the joint equals cleanlab's on the machine that computes it, but that
+        order can differ between CPUs; ``class_index`` moves the lower class first,
+        the same answer everywhere. Every run computes the joint (for the dataset's
+        health); with a pruning ``filter_by`` it also decides how many rows each cell
+        gives up.
     """
 
     num_classes: int
@@ -74,6 +96,11 @@ class LabelIssuesOptions:
     max_issues_per_worker: int = 1 << 16
     hold_disagreeing_rows: Optional[bool] = None
     example_uri_template: Optional[str] = None
+    filter_by: Optional[str] = None
+    frac_noise: float = 1.0
+    num_to_remove_per_class: Optional[Tuple[int, ...]] = None
+    min_examples_per_class: int = 1
+    calibration_tie_break: str = "numpy"
 
     def holds_disagreeing_rows(self, decoding_costs_more: bool = False) -> bool:
         """Whether the run keeps the disagreeing rows between passes (see the class docstring)."""
@@ -114,6 +141,73 @@ class LabelIssuesOptions:
         if isinstance(self.max_issues_per_worker, bool) or int(self.max_issues_per_worker) < 1:
             raise ValueError(f"max_issues_per_worker must be >= 1, got {self.max_issues_per_worker!r}")
         example_uris.check_uri_template(self.example_uri_template)
+        self._check_full_method()
+
+    @property
+    def uses_full_method(self) -> bool:
+        """Whether the issues come from ``cleanlab.filter.find_label_issues`` (a ``filter_by``)."""
+        return self.filter_by is not None
+
+    def _check_full_method(self) -> None:
+        """cleanlab's rules for ``filter.find_label_issues``'s arguments, and ours for
+        combining them with the batched method's."""
+        if self.calibration_tie_break not in confident_joint.TIE_BREAKS:
+            raise ValueError(
+                f"calibration_tie_break must be one of {', '.join(confident_joint.TIE_BREAKS)}, "
+                f"got {self.calibration_tie_break!r}"
+            )
+        if self.filter_by is not None and self.filter_by not in confident_joint.FILTER_BY:
+            raise ValueError(
+                f"filter_by must be one of {', '.join(confident_joint.FILTER_BY)}, got {self.filter_by!r}"
+            )
+        if isinstance(self.frac_noise, bool) or not isinstance(self.frac_noise, (int, float, np.number)) \
+                or not (0.0 <= float(self.frac_noise) <= 1.0):
+            raise ValueError(f"frac_noise must be a number in [0, 1], got {self.frac_noise!r}")
+        object.__setattr__(self, "frac_noise", float(self.frac_noise))
+        if isinstance(self.min_examples_per_class, bool) or not isinstance(
+                self.min_examples_per_class, (int, np.integer)) or self.min_examples_per_class < 0:
+            raise ValueError(f"min_examples_per_class must be an integer >= 0, got {self.min_examples_per_class!r}")
+        object.__setattr__(self, "min_examples_per_class", int(self.min_examples_per_class))
+        if self.num_to_remove_per_class is not None:
+            object.__setattr__(self, "num_to_remove_per_class",
+                               _counts_per_class(self.num_to_remove_per_class, self.num_classes))
+        pruning = {
+            "frac_noise": self.frac_noise != 1.0,
+            "num_to_remove_per_class": self.num_to_remove_per_class is not None,
+            "min_examples_per_class": self.min_examples_per_class != 1,
+        }
+        given = [name for name, set_ in pruning.items() if set_]
+        if self.filter_by is None:
+            if given:
+                raise ValueError(f"{' and '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} with "
+                                 f"filter_by {', '.join(confident_joint.PRUNING_FILTERS)}")
+            return
+        if given and self.filter_by not in confident_joint.PRUNING_FILTERS:
+            # cleanlab refuses num_to_remove_per_class here and ignores the others with a warning.
+            raise ValueError(
+                f"{' and '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} with filter_by "
+                f"{', '.join(confident_joint.PRUNING_FILTERS)}, not {self.filter_by}"
+            )
+        if self.estimation_method != "off_diagonal":
+            raise ValueError(
+                "estimation_method only applies without filter_by (the batched method); with filter_by "
+                f"{self.filter_by} the issues come from the confident joint"
+            )
+
+
+def _counts_per_class(values: Sequence[int], num_classes: int) -> Tuple[int, ...]:
+    """``num_to_remove_per_class`` as a tuple of K non-negative Python ints."""
+    if isinstance(values, (str, bytes)):
+        raise ValueError(f"num_to_remove_per_class must be {num_classes} integers, got {values!r}")
+    values = tuple(values)
+    if len(values) != num_classes:
+        raise ValueError(f"num_to_remove_per_class needs one count per class ({num_classes}), got {len(values)}")
+    out = []
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"num_to_remove_per_class must hold integers >= 0, got {value!r}")
+        out.append(int(value))
+    return tuple(out)
 
 
 def default(name: str) -> Any:

@@ -116,3 +116,94 @@ def add_uri_column(table: pa.Table, template: Optional[str]) -> pa.Table:
     from beam_labelissues.example_uris import uri_array
 
     return table.append_column(pa.field(URI_COLUMN, pa.string()), uri_array(table.column("id"), template))
+
+
+# --- the dataset's health (every run): the calibrated confident joint and what follows from it ---
+
+
+def _with_name_columns(fields, names_of):
+    return fields + [pa.field(name, pa.string()) for name in names_of]
+
+
+def confident_joint_schema(with_names: bool = False) -> pa.Schema:
+    """``confident_joint-*.parquet``: the non-zero cells of the calibrated confident joint
+    (cleanlab's ``count.compute_confident_joint(calibrate=True)``), by (given, likely true)."""
+    fields = [
+        pa.field("given_label", pa.int64(), nullable=False),
+        pa.field("likely_true_label", pa.int64(), nullable=False),
+        pa.field("count", pa.int64(), nullable=False),
+    ]
+    return pa.schema(_with_name_columns(fields, ["given_label_name", "likely_true_label_name"] if with_names else []))
+
+
+def class_health_schema(with_names: bool = False) -> pa.Schema:
+    """``class_health-*.parquet``: cleanlab's ``dataset.rank_classes_by_label_quality``, one row
+    per class, by ``label_quality_score`` ascending (ties by class index)."""
+    fields = [
+        pa.field("class_index", pa.int64(), nullable=False),
+        pa.field("label_issues", pa.int64(), nullable=False),
+        pa.field("inverse_label_issues", pa.int64(), nullable=False),
+        pa.field("label_noise", pa.float64(), nullable=False),
+        pa.field("inverse_label_noise", pa.float64(), nullable=False),
+        pa.field("label_quality_score", pa.float64(), nullable=False),
+    ]
+    return pa.schema(_with_name_columns(fields, ["class_name"] if with_names else []))
+
+
+def overlapping_classes_schema(with_names: bool = False) -> pa.Schema:
+    """``overlapping_classes-*.parquet``: cleanlab's ``dataset.find_overlapping_classes``, the
+    pairs a < b with a non-zero joint probability, by it descending (ties by a, then b)."""
+    fields = [
+        pa.field("class_index_a", pa.int64(), nullable=False),
+        pa.field("class_index_b", pa.int64(), nullable=False),
+        pa.field("num_overlapping_examples", pa.int64(), nullable=False),
+        pa.field("joint_probability", pa.float64(), nullable=False),
+    ]
+    return pa.schema(_with_name_columns(fields, ["class_name_a", "class_name_b"] if with_names else []))
+
+
+def noise_matrices_schema(with_names: bool = False) -> pa.Schema:
+    """``noise_matrices-*.parquet`` (K > 100; summary.json holds them below): the cells where
+    either noise matrix of ``count.estimate_py_and_noise_matrices_from_probabilities`` is
+    non-zero, by (given, true). ``noise_rate`` = P(given | true) = ``noise_matrix[given, true]``;
+    ``inverse_noise_rate`` = P(true | given) = ``inverse_noise_matrix[true, given]``."""
+    fields = [
+        pa.field("given_label", pa.int64(), nullable=False),
+        pa.field("true_label", pa.int64(), nullable=False),
+        pa.field("noise_rate", pa.float64(), nullable=False),
+        pa.field("inverse_noise_rate", pa.float64(), nullable=False),
+    ]
+    return pa.schema(_with_name_columns(fields, ["given_label_name", "true_label_name"] if with_names else []))
+
+
+def _table(schema: pa.Schema, columns, name_columns, class_names) -> pa.Table:
+    arrays = [pa.array(np.asarray(column), type=field.type) for column, field in zip(columns, schema)]
+    if class_names is not None:
+        arrays += [_names(np.asarray(labels, dtype=np.int64), class_names) for labels in name_columns]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def confident_joint_table(given, likely_true, counts, class_names: Optional[Sequence[str]] = None) -> pa.Table:
+    return _table(confident_joint_schema(class_names is not None), [given, likely_true, counts],
+                  [given, likely_true], class_names)
+
+
+def class_health_table(classes, class_names: Optional[Sequence[str]] = None) -> pa.Table:
+    """From a ``confident_joint.ClassLabelQuality``."""
+    columns = [classes.class_index, classes.label_issues, classes.inverse_label_issues, classes.label_noise,
+               classes.inverse_label_noise, classes.label_quality_score]
+    return _table(class_health_schema(class_names is not None), columns, [classes.class_index], class_names)
+
+
+def overlapping_classes_table(overlaps, class_names: Optional[Sequence[str]] = None) -> pa.Table:
+    """From a ``confident_joint.OverlappingClasses``."""
+    columns = [overlaps.class_index_a, overlaps.class_index_b, overlaps.num_overlapping_examples,
+               overlaps.joint_probability]
+    return _table(overlapping_classes_schema(class_names is not None), columns,
+                  [overlaps.class_index_a, overlaps.class_index_b], class_names)
+
+
+def noise_matrices_table(given, true, noise_rate, inverse_noise_rate,
+                         class_names: Optional[Sequence[str]] = None) -> pa.Table:
+    return _table(noise_matrices_schema(class_names is not None), [given, true, noise_rate, inverse_noise_rate],
+                  [given, true], class_names)

@@ -22,7 +22,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
 from beam_labelissues import coders  # noqa: F401  registers the coders of the batch types
-from beam_labelissues import kernels, tables
+from beam_labelissues import full_method, kernels, tables
 from beam_labelissues.batches import DisagreeingRows, ExampleBatch, IssueCandidates, ScoredBatch
 from beam_labelissues.combiners import (
     NUM_SCORE_BINS,
@@ -474,6 +474,7 @@ def _summary(
     options: LabelIssuesOptions,
     class_names: Optional[Sequence[str]],
     input_description: Optional[str],
+    health: "full_method.DatasetHealth",
 ) -> Summary:
     histogram = count_stats.summary_histogram()
     return Summary(
@@ -498,6 +499,13 @@ def _summary(
         },
         class_names=list(class_names) if class_names is not None else None,
         input=input_description,
+        filter_by=options.filter_by,
+        frac_noise=options.frac_noise,
+        num_to_remove_per_class=(list(options.num_to_remove_per_class)
+                                 if options.num_to_remove_per_class is not None else None),
+        min_examples_per_class=options.min_examples_per_class,
+        calibration_tie_break=options.calibration_tie_break,
+        **health.summary_fields(),
     )
 
 
@@ -526,6 +534,9 @@ class LabelIssuesResult:
       summary: one ``Summary``, the content of summary.json without its file lists.
       invalid_records: dicts (id, reason, label, pred_probs) with
         ``on_invalid='skip'``, else None.
+      health: the dataset's health (``full_method.LabelHealth``): the calibrated
+        confident joint, the class and overlap tables and, with more than 100
+        classes, the noise matrices, each a PCollection of one ``pyarrow.Table``.
       id_type: the Arrow type of the ids in the tables.
       class_names: the class names, when given.
       options: the settings the issues were found with.
@@ -540,10 +551,13 @@ class LabelIssuesResult:
     id_type: pa.DataType
     class_names: Optional[Tuple[str, ...]]
     options: LabelIssuesOptions
+    health: Optional[full_method.LabelHealth] = None
 
 
 class FindLabelIssues(beam.PTransform):
-    """Finds label issues with confident learning, as cleanlab's ``find_label_issues_batched``.
+    """Finds label issues with confident learning, as cleanlab's ``find_label_issues_batched``,
+    or with ``filter_by`` as ``cleanlab.filter.find_label_issues`` (``full_method.py``); every
+    run also finds the dataset's health (``LabelIssuesResult.health``).
 
     Apply it to a PCollection of ``ExampleBatch``, or to the pipeline itself with
     ``source=`` an ``ExampleSource`` (``ReadNpyExamples``, ``ReadParquetExamples``):
@@ -568,7 +582,9 @@ class FindLabelIssues(beam.PTransform):
       **settings: any field of ``LabelIssuesOptions`` (``num_classes``, ``method``,
         ``adjust_pred_probs``, ``estimation_method``, ``tolerance``, ``row_sum_tolerance``,
         ``on_invalid``, ``threshold_sample_fraction``, ``with_scores``, ``max_issues_per_worker``,
-        ``hold_disagreeing_rows``, ``example_uri_template``), overriding ``options``.
+        ``hold_disagreeing_rows``, ``example_uri_template``, ``filter_by``, ``frac_noise``,
+        ``num_to_remove_per_class``, ``min_examples_per_class``, ``calibration_tie_break``),
+        overriding ``options``.
     """
 
     def __init__(
@@ -682,7 +698,10 @@ class FindLabelIssues(beam.PTransform):
         candidates = held | "SelectIssueCandidates" >> beam.ParDo(SelectIssueCandidates(), cut_side).with_outputs(
             SelectIssueCandidates.BOUNDARY, main="sure"
         )
-        agreeing = examples_of("ForCutoffBin") | "AgreeingRowsOfCutoffBin" >> beam.ParDo(
+        # The second read also counts the confident joint (it needs the thresholds).
+        second_read = examples_of("ForCutoffBin")
+        joint = full_method.count_confident_joint(second_read, thresholds_side, options)
+        agreeing = second_read | "AgreeingRowsOfCutoffBin" >> beam.ParDo(
             SelectAgreeingRowsOfCutoffBin(options, NUM_SCORE_BINS), cut_side
         )
         # Each part's lowest, then the lowest of both: a Flatten of the two would let the
@@ -699,7 +718,7 @@ class FindLabelIssues(beam.PTransform):
             lambda _, *parts: LowestScoresFn(id_dtype).extract_output(list(parts)), *lowest
         )
         parts = (candidates.sure, candidates[SelectIssueCandidates.BOUNDARY], agreeing)
-        return thresholds_side, counts_side, cut_side, candidates.sure, boundary, parts
+        return thresholds_side, counts_side, cut_side, candidates.sure, boundary, parts, joint
 
     def _count_from_rereads(self, valid, examples_of, no_thresholds, no_counts, no_cut, id_dtype):
         """Thresholds, then a pass that counts with them, then one that selects the
@@ -710,8 +729,10 @@ class FindLabelIssues(beam.PTransform):
             ConfidentThresholdsFn(k, options.threshold_sample_fraction)
         ).without_defaults()
         thresholds_side = beam.pvalue.AsSingleton(threshold_stats, default_value=no_thresholds)
+        second_read = examples_of("ForCount")
+        joint = full_method.count_confident_joint(second_read, thresholds_side, options)
         count_stats = (
-            examples_of("ForCount")
+            second_read
             | "ScoreLabelQualityForCount" >> beam.ParDo(ScoreLabelQuality(options), thresholds_side)
             | "CountIssues" >> beam.CombineGlobally(IssueCountFn(k, NUM_SCORE_BINS)).without_defaults()
         )
@@ -730,7 +751,7 @@ class FindLabelIssues(beam.PTransform):
             LowestScoresFn(id_dtype)
         ).without_defaults()
         parts = (candidates.sure, candidates[SelectIssueCandidates.BOUNDARY])
-        return thresholds_side, counts_side, cut_side, candidates.sure, boundary, parts
+        return thresholds_side, counts_side, cut_side, candidates.sure, boundary, parts, joint
 
     def expand(self, pinput) -> LabelIssuesResult:
         options = self._options
@@ -743,12 +764,28 @@ class FindLabelIssues(beam.PTransform):
             """The validated examples of another pass: the source read again, or the input."""
             return valid if self._source is None else self._validated(read(stage), stage, False)[0]
 
-        if options.holds_disagreeing_rows(getattr(self._source, "decoding_costs_more", False)):
-            passes = self._count_from_held_rows(valid, examples_of, no_thresholds, no_counts, no_cut, id_dtype)
+        if options.uses_full_method:
+            threshold_stats = valid | "ConfidentThresholds" >> beam.CombineGlobally(
+                ConfidentThresholdsFn(options.num_classes, options.threshold_sample_fraction)
+            ).without_defaults()
+            thresholds_side = beam.pvalue.AsSingleton(threshold_stats, default_value=no_thresholds)
+            full = full_method.full_method_passes(
+                pinput.pipeline, examples_of, thresholds_side, options, self._id_type, self._class_names
+            )
+            counts_side, cut_side, candidates = full.counts_side, full.cut_side, full.keyed_issues
+            candidate_parts = (candidates,)
+            health = full.health
+            boundary_side = no_boundary
         else:
-            passes = self._count_from_rereads(valid, examples_of, no_thresholds, no_counts, no_cut, id_dtype)
-        thresholds_side, counts_side, cut_side, candidates, boundary, candidate_parts = passes
-        boundary_side = beam.pvalue.AsSingleton(boundary, default_value=no_boundary)
+            if options.holds_disagreeing_rows(getattr(self._source, "decoding_costs_more", False)):
+                shape = self._count_from_held_rows
+            else:
+                shape = self._count_from_rereads
+            passes = shape(valid, examples_of, no_thresholds, no_counts, no_cut, id_dtype)
+            thresholds_side, counts_side, cut_side, candidates, boundary, candidate_parts, joint = passes
+            boundary_side = beam.pvalue.AsSingleton(boundary, default_value=no_boundary)
+            health = full_method.health_of_joint(joint, options)
+        health_side = beam.pvalue.AsSingleton(health, default_value=full_method.empty_joint_results(options)[2])
         issues = (
             candidates
             | "GroupByScoreRange" >> beam.GroupByKey()
@@ -759,13 +796,16 @@ class FindLabelIssues(beam.PTransform):
 
         scores = None
         if options.with_scores:
-            scores = (
-                examples_of("ForScores")
-                | "ScoreLabelQualityForScores" >> beam.ParDo(ScoreLabelQuality(options), thresholds_side)
-                | "MarkLabelIssues" >> beam.ParDo(
-                    MarkLabelIssues(self._id_type, self._class_names), cut_side, boundary_side
+            if options.uses_full_method:
+                scores = full.mark(examples_of("ForScores"))
+            else:
+                scores = (
+                    examples_of("ForScores")
+                    | "ScoreLabelQualityForScores" >> beam.ParDo(ScoreLabelQuality(options), thresholds_side)
+                    | "MarkLabelIssues" >> beam.ParDo(
+                        MarkLabelIssues(self._id_type, self._class_names), cut_side, boundary_side
+                    )
                 )
-            )
 
         if options.on_invalid == "skip":
             num_invalid = beam.pvalue.AsSingleton(
@@ -787,6 +827,7 @@ class FindLabelIssues(beam.PTransform):
             options,
             self._class_names,
             getattr(self._source, "description", None),
+            health_side,
         )
         return LabelIssuesResult(
             issues=issues,
@@ -796,4 +837,5 @@ class FindLabelIssues(beam.PTransform):
             id_type=self._id_type,
             class_names=self._class_names,
             options=options,
+            health=full_method.health_tables(health, options.num_classes, self._class_names),
         )

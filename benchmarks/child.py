@@ -1,10 +1,11 @@
 """The child process of the contenders that are Python functions on the .npy files.
 
-    python -m benchmarks.child NAME LABELS_FILE PRED_PROBS_FILE OUT_PREFIX
+    python -m benchmarks.child NAME LABELS_FILE PRED_PROBS_FILE OUT_PREFIX [ARGS...]
 
-runs FUNCTIONS[NAME] once and saves the issue ids, in the order the function
-returns them, to OUT_PREFIX.npy and a few numbers (``inner_s``: the time inside
-the call; ``num_issues``; whatever the function adds) to OUT_PREFIX.json.
+runs FUNCTIONS[NAME] once (with ARGS, such as a filter_by, when the function takes
+them) and saves the issue ids, in the order the function returns them, to
+OUT_PREFIX.npy and a few numbers (``inner_s``: the time inside the call;
+``num_issues``; whatever the function adds) to OUT_PREFIX.json.
 
 Keep this module free of the harness's imports (psutil, pyarrow, Beam): it
 imports numpy and the function it measures, nothing else, so that a contender
@@ -30,6 +31,22 @@ def cleanlab_batched(labels_file, pred_probs_file):
     return issues, {"import_s": t1 - t0, "inner_s": t2 - t1}
 
 
+def cleanlab_filter(labels_file, pred_probs_file, filter_by="prune_by_noise_rate"):
+    """cleanlab.filter.find_label_issues(labels, pred_probs, filter_by=..., n_jobs=1): the full
+    method; it needs both arrays in memory, so the time to load the .npy files is counted
+    (``load_s``) as part of the run."""
+    t0 = time.perf_counter()
+    from cleanlab.filter import find_label_issues
+    t1 = time.perf_counter()
+    labels = np.load(labels_file)
+    pred_probs = np.load(pred_probs_file)
+    t2 = time.perf_counter()
+    mask = find_label_issues(labels, pred_probs, filter_by=filter_by, n_jobs=1)
+    t3 = time.perf_counter()
+    return np.flatnonzero(mask), {"import_s": t1 - t0, "load_s": t2 - t1, "inner_s": t3 - t1,
+                                  "filter_by": filter_by}
+
+
 def numpy_loop(labels_file, pred_probs_file):
     """The plain two-pass numpy loop (numpy_loop.numpy_label_issues)."""
     from benchmarks.numpy_loop import numpy_label_issues
@@ -39,16 +56,17 @@ def numpy_loop(labels_file, pred_probs_file):
     return issues, info
 
 
-# NAME -> function(labels_file, pred_probs_file) -> (issue ids, info dict with inner_s)
+# NAME -> function(labels_file, pred_probs_file, *args) -> (issue ids, info dict with inner_s)
 FUNCTIONS = {
     "cleanlab": cleanlab_batched,
+    "cleanlab_filter": cleanlab_filter,
     "numpy": numpy_loop,
 }
 
 
 def main(argv):
-    name, labels_file, pred_probs_file, out_prefix = argv
-    issues, info = FUNCTIONS[name](labels_file, pred_probs_file)
+    name, labels_file, pred_probs_file, out_prefix, *args = argv
+    issues, info = FUNCTIONS[name](labels_file, pred_probs_file, *args)
     issues = np.asarray(issues, dtype=np.int64)
     np.save(out_prefix + ".npy", issues)
     info["num_issues"] = int(len(issues))

@@ -26,6 +26,10 @@ import numpy as np
 
 CLEANLAB_CALL = ("find_label_issues_batched(labels_file=..., pred_probs_file=..., "
                  "batch_size=10000, n_jobs=1, verbose=False)")
+CLEANLAB_FILTER_CALL = "filter.find_label_issues(np.load(L), np.load(P), filter_by=..., n_jobs=1)"
+# cleanlab.filter.find_label_issues's filter_by values, as our --filter_by takes them.
+FILTER_BY = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given",
+             "low_normalized_margin", "low_self_confidence")
 OURS_COMMAND = ("python -m beam_labelissues --labels_file L --pred_probs_file P | --input 'DIR/*.parquet'; "
                 "--output DIR [worker options] [--no_report] [--extra_args]")
 INPUTS = ("npy", "parquet")
@@ -41,6 +45,7 @@ class Settings:
     report: bool = True               # ours writes report.html, as the README's command does
     extra_args: Tuple[str, ...] = ()  # appended to our command line
     python: str = sys.executable
+    filter_by: Optional[str] = None   # the full method: ours with --filter_by, cleanlab's filter.find_label_issues
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,15 +133,15 @@ def parse_workers(text: str) -> Tuple:
 # --- contenders that are Python functions in a child process (child.py) ---------------
 
 
-def child_contender(settings, name, label, role, compare_with, describe):
-    """A contender run as ``python -m benchmarks.child NAME ...`` on the .npy files.
+def child_contender(settings, name, label, role, compare_with, describe, args=()):
+    """A contender run as ``python -m benchmarks.child NAME ... [ARGS]`` on the .npy files.
 
     NAME must be in child.FUNCTIONS; the child saves the ids and its numbers
     (``inner_s``, ...) under the run's prefix.
     """
     def command(run):
         return [settings.python, "-m", "benchmarks.child", name,
-                run.files["labels.npy"], run.files["pred_probs.npy"], run.prefix]
+                run.files["labels.npy"], run.files["pred_probs.npy"], run.prefix, *args]
 
     return Contender(key=name, label=label, input_kind="npy", role=role, command=command,
                      read_answer=read_child_answer, compare_with=tuple(compare_with),
@@ -157,6 +162,15 @@ def cleanlab_batched(settings):
     return [child_contender(
         settings, "cleanlab", "cleanlab", "reference", (),
         {"runs": "cleanlab.experimental.label_issues_batched." + CLEANLAB_CALL})]
+
+
+@register("cleanlab_filter")
+def cleanlab_full_method(settings):
+    """cleanlab's full method, the reference of ``--filter_by`` (prune_by_noise_rate unless set)."""
+    filter_by = settings.filter_by or FILTER_BY[0]
+    return [child_contender(
+        settings, "cleanlab_filter", f"cleanlab filter ({filter_by})", "reference", (),
+        {"runs": "cleanlab." + CLEANLAB_FILTER_CALL.replace("...", repr(filter_by), 1)}, args=(filter_by,))]
 
 
 @register("numpy")
@@ -206,6 +220,8 @@ def ours_contender(settings, input_kind, workers, report) -> Contender:
         cmd += ["--output", run.out_dir] + worker_args(workers)
         if not report:
             cmd.append("--no_report")
+        if settings.filter_by:
+            cmd += ["--filter_by", settings.filter_by]
         return cmd + list(settings.extra_args)
 
     def read_answer(run, measured):
@@ -214,10 +230,10 @@ def ours_contender(settings, input_kind, workers, report) -> Contender:
     return Contender(
         key=ours_key(input_kind, workers, report), label=ours_label(input_kind, workers, report),
         input_kind=input_kind, role="ours", command=command, read_answer=read_answer,
-        compare_with=("cleanlab", "numpy"),
+        compare_with=("cleanlab_filter",) if settings.filter_by else ("cleanlab", "numpy"),
         describe={"command": OURS_COMMAND, "input": input_kind, "workers": workers,
                   "worker_args": worker_args(workers), "report": report,
-                  "extra_args": list(settings.extra_args)})
+                  "extra_args": list(settings.extra_args), "filter_by": settings.filter_by})
 
 
 @register("ours")

@@ -44,8 +44,12 @@ def parse_args(argv):
                     f"{','.join(datasets.OPTIONAL_DATASETS)} (needs ~9 GiB of disk); "
                     "'none' runs only the start-up measurement (default: %(default)s)")
     ap.add_argument("--repeats", type=int, default=3, help="runs per contender; median reported")
-    ap.add_argument("--contenders", default=",".join(contenders.REGISTRY),
-                    help=f"which contenders, of {', '.join(contenders.REGISTRY)} (default: all)")
+    ap.add_argument("--contenders", default=None,
+                    help=f"which contenders, of {', '.join(contenders.REGISTRY)} (default: cleanlab, numpy and "
+                    "ours; with --filter_by, cleanlab_filter and ours)")
+    ap.add_argument("--filter_by", choices=contenders.FILTER_BY, default=None,
+                    help="benchmark the full method: ours with --filter_by against cleanlab's "
+                    "filter.find_label_issues(filter_by=..., n_jobs=1) (contender cleanlab_filter)")
     ap.add_argument("--inputs", default="npy,parquet", help="inputs for our CLI: npy,parquet")
     ap.add_argument("--workers", default=contenders.AUTO,
                     help="our local worker counts, e.g. 1,4,16: ours runs once per value "
@@ -84,11 +88,14 @@ def parse_args(argv):
     if args.workers != (contenders.AUTO,) and any(
             a.split("=", 1)[0] in ("--direct_num_workers", "--direct_running_mode") for a in args.extra):
         raise SystemExit("--workers and worker options in --extra_args: choose one")
+    if args.contenders is None:
+        args.contenders = "cleanlab_filter,ours" if args.filter_by else "cleanlab,numpy,ours"
     selected = [s.strip() for s in args.contenders.split(",") if s.strip()]
     for s in selected:
         if s not in contenders.REGISTRY:
             raise SystemExit(f"--contenders: unknown contender {s!r} (known: {', '.join(contenders.REGISTRY)})")
-    skipped = {"cleanlab": args.skip_cleanlab, "numpy": args.skip_numpy, "ours": args.skip_ours}
+    skipped = {"cleanlab": args.skip_cleanlab, "cleanlab_filter": args.skip_cleanlab, "numpy": args.skip_numpy,
+               "ours": args.skip_ours}
     args.selected = [s for s in selected if not skipped.get(s)]
     return args
 
@@ -96,7 +103,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     settings = contenders.Settings(inputs=args.inputs, workers=args.workers, report=not args.no_report,
-                                   extra_args=args.extra, python=sys.executable)
+                                   extra_args=args.extra, python=sys.executable, filter_by=args.filter_by)
     os.makedirs(args.data_dir, exist_ok=True)
     env = dict(os.environ)
     env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -108,6 +115,7 @@ def main(argv=None):
                           "report": settings.report, "extra_args": args.extra_args,
                           "skip_cleanlab": "cleanlab" not in args.selected,
                           "cleanlab_call": contenders.CLEANLAB_CALL, "ours_command": contenders.OURS_COMMAND,
+                          "filter_by": args.filter_by, "cleanlab_filter_call": contenders.CLEANLAB_FILTER_CALL,
                           "startup_dataset": None if args.skip_startup else args.startup_dataset,
                           "startup_repeats": args.startup_repeats,
                           "poll_interval_s": measure.POLL_INTERVAL_S,
@@ -235,7 +243,7 @@ def agreements_of(cs, answers, files):
 
 
 def dataset_result(meta, cs, answers, files):
-    ref_key = next((k for k in ("cleanlab", "numpy") if k in answers), None)
+    ref_key = next((k for k in ("cleanlab_filter", "cleanlab", "numpy") if k in answers), None)
     ds = {"n": meta["n"], "k": meta["k"], "meta": meta, "reference": ref_key,
           "contenders": {}, "agreement": agreements_of(cs, answers, files)}
     for c in cs:

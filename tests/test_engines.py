@@ -14,7 +14,10 @@ Datasets: the real MNIST test-set predictions bundled in beam_labelissues/demo_d
 and a generated 200,000 x 10 dataset as .npy and as Parquet split into files in two
 different ways (same rows, same order) and shuffled over four files with an id column.
 Variants change the batch size, the worker count and Flink's parallelism; one Flink run
-gives only ``--runner FlinkRunner`` and lets the CLI add the job server jar it caches.
+gives only ``--runner FlinkRunner`` and lets the CLI add the job server jar it caches. The full method
+(``--filter_by prune_by_noise_rate``) and the batched one run on every engine with batch
+sizes of 1, 7 and more than N on a small generated dataset, and on MNIST; the dataset's
+health files (confident joint, class health, overlapping classes) are compared as well.
 
 Failures: the test-only driver tests/fail_once.py runs the command line with a reader
 that fails on its first attempt in the first or the last pass over the data. Flink, with a restart strategy, must finish with the
@@ -59,6 +62,9 @@ from beam_labelissues.io import outputs
 FAIL_ONCE_DRIVER = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fail_once.py")]
 CLI_TIMEOUT_S = 600
 GENERATED = DatasetSpec(200_000, 10, "float32", "int64", noise=0.1, seed=5)
+# Small enough for a batch of one row; ties included (rounded probabilities).
+SMALL = DatasetSpec(1_500, 5, "float32", "int64", noise=0.2, seed=12, quantize=40)
+FILTER_BY = ["--filter_by", "prune_by_noise_rate"]
 # Keys of summary.json that name output shard files; their count may differ.
 SHARD_KEYS = ("label_issues_files", "label_quality_scores_files", "invalid_records_files")
 # The same rows in the same order, split into files differently (one file is empty);
@@ -209,6 +215,7 @@ def _write_parquet_parts(directory, labels, probs, parts, ids=None):
 
 
 def _build_inputs(directory) -> None:
+    write_npy(str(directory / "small"), *make_dataset(SMALL))
     labels, probs = make_dataset(GENERATED)
     write_npy(str(directory / "gen200k"), labels, probs)
     for name, parts in PARQUET_SPLITS.items():
@@ -235,8 +242,10 @@ class Inputs:
 def inputs(shared_root) -> Inputs:
     data = _build_once(shared_root / "inputs", _build_inputs)
     npy = data / "gen200k"
+    small = data / "small"
     args = {
         "mnist": ["--labels_file", demo.DEMO_LABELS, "--pred_probs_file", demo.DEMO_PRED_PROBS],
+        "small": ["--labels_file", str(small / "labels.npy"), "--pred_probs_file", str(small / "pred_probs.npy")],
         "gen200k": ["--labels_file", str(npy / "labels.npy"), "--pred_probs_file",
                     str(npy / "pred_probs.npy")],
         "shuffled": ["--input", str(data / "shuffled" / "*.parquet"), "--id_column", "example_id"],
@@ -245,22 +254,33 @@ def inputs(shared_root) -> Inputs:
         args[name] = ["--input", str(data / name / "*.parquet")]
     reference_of = {name: "gen200k" for name in args}
     reference_of["mnist"] = "mnist"
+    reference_of["small"] = "small"
     return Inputs(args, reference_of)
+
+
+# The reference runs: name -> (dataset, extra CLI args).
+REFERENCES = {
+    "mnist": ("mnist", []),
+    "gen200k": ("gen200k", []),
+    "small": ("small", []),
+    "mnist-filter_by": ("mnist", FILTER_BY),
+    "small-filter_by": ("small", FILTER_BY),
+}
 
 
 @pytest.fixture(scope="session")
 def references(shared_root, inputs) -> Dict[str, object]:
     """Output folders of the reference runs: FnApiRunner, default batch size."""
     def build(directory):
-        for name in ("mnist", "gen200k"):
+        for name, (dataset, extra) in REFERENCES.items():
             out = directory / name
             out.mkdir()
-            run = run_cli(inputs.args[name] + engines.ENGINES["fnapi"](), out)
+            run = run_cli(inputs.args[dataset] + extra + engines.ENGINES["fnapi"](), out)
             assert_ok(run)
             assert_nothing_left_running(run)
 
     refs = _build_once(shared_root / "references", build)
-    return {name: refs / name for name in ("mnist", "gen200k")}
+    return {name: refs / name for name in REFERENCES}
 
 
 @pytest.fixture(scope="session")
@@ -271,6 +291,10 @@ def flink_args(shared_root) -> List[str]:
 
 
 # --- comparing output folders ----------------------------------------------------------
+
+
+HEALTH_FILES = ("confident_joint-00000-of-00001.parquet", "class_health-00000-of-00001.parquet",
+                "overlapping_classes-00000-of-00001.parquet")
 
 
 def read_outputs(output_dir):
@@ -284,6 +308,14 @@ def read_outputs(output_dir):
         with open(path, "rb") as handle:
             issue_bytes.append(handle.read())
     return summary_bytes, table, issue_bytes
+
+
+def read_health_files(output_dir) -> Dict[str, bytes]:
+    found = {}
+    for name in HEALTH_FILES:
+        with open(os.path.join(output_dir, name), "rb") as handle:
+            found[name] = handle.read()
+    return found
 
 
 def assert_same_outputs(output_dir, reference_dir, same_input_files: bool) -> None:
@@ -312,9 +344,11 @@ def assert_same_outputs(output_dir, reference_dir, same_input_files: bool) -> No
         summary.pop(key, None)
         ref_summary.pop(key, None)
     assert summary == ref_summary
+    # The dataset's health, byte for byte.
+    assert read_health_files(output_dir) == read_health_files(reference_dir), "health files differ"
     # A finished run leaves its outputs only: no temporary file or folder.
     names = {os.path.basename(f) for f in glob.glob(os.path.join(output_dir, "label_issues-*.parquet"))}
-    extra = sorted(set(os.listdir(output_dir)) - names - {"summary.json"})
+    extra = sorted(set(os.listdir(output_dir)) - names - {"summary.json"} - set(HEALTH_FILES))
     assert not extra, f"left in the output folder: {extra}"
 
 
@@ -352,13 +386,14 @@ def _case_id(case) -> str:
     return "-".join([engine, dataset] + [a.lstrip("-") for a in extra])
 
 
-def _check_same_answer(tmp_path, inputs, references, dataset, engine_args) -> CliRun:
+def _check_same_answer(tmp_path, inputs, references, dataset, engine_args, method_args=()) -> CliRun:
     out = tmp_path / "out"
     out.mkdir()
-    run = run_cli(inputs.args[dataset] + engine_args, out)
+    run = run_cli(inputs.args[dataset] + list(method_args) + engine_args, out)
     assert_ok(run)
     reference = inputs.reference_of[dataset]
-    assert_same_outputs(out, references[reference], same_input_files=dataset == reference)
+    suffix = "-filter_by" if method_args else ""
+    assert_same_outputs(out, references[reference + suffix], same_input_files=dataset == reference)
     assert_nothing_left_running(run)
     return run
 
@@ -375,6 +410,43 @@ def test_local_engines_give_the_reference_answer(case, tmp_path, inputs, referen
 def test_flink_gives_the_reference_answer(case, tmp_path, inputs, references, flink_args):
     engine, dataset, extra = case
     _check_same_answer(tmp_path, inputs, references, dataset, _engine_args(engine, extra, flink_args))
+
+
+# (engine, dataset, the method's args, extra args): the full method and the batched one on every
+# engine, with batch sizes of 1, 7 and more than N.
+METHOD_CASES = [
+    ("fnapi", "small", FILTER_BY, ["--batch_size", "1"]),
+    ("fnapi", "small", [], ["--batch_size", "7"]),
+    ("multiprocess", "small", FILTER_BY, ["--batch_size", "7"]),
+    ("multiprocess", "small", [], ["--batch_size", "100000"]),
+    ("multiprocess", "mnist", FILTER_BY, []),
+    ("portable", "small", FILTER_BY, ["--batch_size", "100000"]),
+    ("portable", "small", [], ["--batch_size", "1"]),
+]
+FLINK_METHOD_CASES = [
+    ("flink", "mnist", FILTER_BY, []),
+    ("flink", "small", FILTER_BY, ["--batch_size", "7"]),
+    ("flink", "small", [], ["--batch_size", "100000"]),
+]
+
+
+def _method_case_id(case) -> str:
+    engine, dataset, method, extra = case
+    return "-".join([engine, dataset, "filter_by" if method else "batched"] + [a.lstrip("-") for a in extra])
+
+
+@pytest.mark.parametrize("case", METHOD_CASES, ids=_method_case_id)
+def test_local_engines_give_the_reference_answer_of_each_method(case, tmp_path, inputs, references):
+    engine, dataset, method, extra = case
+    _check_same_answer(tmp_path, inputs, references, dataset, _engine_args(engine, extra), method)
+
+
+@pytest.mark.parametrize("case", FLINK_METHOD_CASES, ids=_method_case_id)
+@pytest.mark.flink
+@pytest.mark.skipif(not HAVE_FLINK_TOOLS, reason="Flink needs mvn and java on PATH")
+def test_flink_gives_the_reference_answer_of_each_method(case, tmp_path, inputs, references, flink_args):
+    engine, dataset, method, extra = case
+    _check_same_answer(tmp_path, inputs, references, dataset, _engine_args(engine, extra, flink_args), method)
 
 
 # --- failures in the middle of a run ----------------------------------------------------

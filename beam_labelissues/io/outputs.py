@@ -6,6 +6,27 @@ Layout (a contract other tools read):
   (at least one, even when empty; ``rank`` is global);
 - ``label_quality_scores-SSSSS-of-NNNNN.parquet``: every example, with ``with_scores``;
 - ``invalid_records-SSSSS-of-NNNNN.jsonl``: the records left out, with ``on_invalid='skip'``;
+- the dataset's health, in every run, computed from the confident joint with the thresholds
+  of ``cleanlab.filter`` (a class no row is labelled with gets 2, so no row counts as truly
+  in it), each one file ``NAME-00000-of-00001.parquet`` (schemas in tables.py; with class
+  names, name columns are added after the index columns):
+
+  - ``confident_joint``: ``given_label``, ``likely_true_label``, ``count`` (int64): the
+    non-zero cells of the calibrated confident joint, by (given, likely true)
+    (``cleanlab.count.compute_confident_joint(calibrate=True)``);
+  - ``class_health``: ``class_index``, ``label_issues``, ``inverse_label_issues`` (int64),
+    ``label_noise``, ``inverse_label_noise``, ``label_quality_score`` (float64), one row per
+    class by ``label_quality_score`` ascending, ties by class index
+    (``cleanlab.dataset.rank_classes_by_label_quality``);
+  - ``overlapping_classes``: ``class_index_a`` < ``class_index_b``,
+    ``num_overlapping_examples`` (int64), ``joint_probability`` (float64), the pairs with a
+    non-zero joint probability, by it descending, ties by (a, b)
+    (``cleanlab.dataset.find_overlapping_classes``);
+  - ``noise_matrices`` only with more than 100 classes: ``given_label``, ``true_label``,
+    ``noise_rate`` = P(given | true), ``inverse_noise_rate`` = P(true | given), the cells
+    where either is non-zero (``cleanlab.count.estimate_py_and_noise_matrices_from_probabilities``);
+    up to 100 classes both K x K matrices are in summary.json instead;
+
 - ``report.html``: the report, written by the command line after the pipeline;
 - ``label_issues.csv``, ``label_issues_labelstudio.json`` (+ its labeling config):
   the issues exported for a relabelling round (``--export``), written by the
@@ -50,6 +71,12 @@ REPORT_FILE = "report.html"
 ISSUES_PREFIX = "label_issues"
 SCORES_PREFIX = "label_quality_scores"
 INVALID_PREFIX = "invalid_records"
+CONFIDENT_JOINT_PREFIX = "confident_joint"
+CLASS_HEALTH_PREFIX = "class_health"
+OVERLAPPING_CLASSES_PREFIX = "overlapping_classes"
+NOISE_MATRICES_PREFIX = "noise_matrices"
+# The health files, in the order the summary lists them.
+HEALTH_PREFIXES = (CONFIDENT_JOINT_PREFIX, CLASS_HEALTH_PREFIX, OVERLAPPING_CLASSES_PREFIX, NOISE_MATRICES_PREFIX)
 # Rows per Parquet row group when writing the issues.
 _ISSUES_ROW_GROUP = 1 << 20
 # The issues exported for a relabelling round (``beam_labelissues.io.exports``).
@@ -68,6 +95,26 @@ class Summary:
     """The content of ``summary.json``: what the run found and with which settings.
 
     ``FindLabelIssues`` produces it without the file lists; the writer adds them.
+
+    The batched method (no ``filter_by``): ``num_issues_estimated`` is
+    ``LabelInspector.get_num_issues``, the n lowest scores the issues are taken from. With a
+    ``filter_by`` (cleanlab's ``filter.find_label_issues``): it is the number of rows the
+    method selects before the rows where the model agrees with the label are dropped
+    (``low_*``: n, the confident-learning count; ``confident_learning``: the rows counted off
+    the diagonal of the confident joint; ``predicted_neq_given``: argmax != label; pruning
+    methods: the distinct rows their cells or classes take); ``num_label_issues`` counts what
+    is left. ``frac_noise``, ``num_to_remove_per_class`` and ``min_examples_per_class`` are
+    cleanlab's arguments (used only by the pruning methods), ``calibration_tie_break`` how the
+    calibrated joint's rounding broke ties (see ``LabelIssuesOptions``).
+
+    Health (every run; None in summaries of older versions and with no valid example):
+    ``overall_label_health_score`` (``dataset.overall_label_health_score``: 1 - n / N, n =
+    ``num_confident_learning_issues``, which is ``count.num_label_issues``), how many rows
+    of the calibrated joint met a rounding tie (``calibration_rounding_ties``: where
+    ``numpy`` and ``class_index`` tie breaks may differ), and the latent estimates of
+    ``count.estimate_py_and_noise_matrices_from_probabilities``: ``py`` (K), and up to 100
+    classes ``noise_matrix`` (P(given = i | true = j) at [i][j]) and ``inverse_noise_matrix``
+    (P(true = i | given = j) at [i][j]); above that they are in ``noise_matrices_files``.
     """
 
     num_examples: int
@@ -103,6 +150,21 @@ class Summary:
     run_seconds: Optional[float] = None
     # Files the command line wrote after the pipeline (``--export``).
     export_files: List[str] = dataclasses.field(default_factory=list)
+    filter_by: Optional[str] = None
+    frac_noise: float = 1.0
+    num_to_remove_per_class: Optional[List[int]] = None
+    min_examples_per_class: int = 1
+    calibration_tie_break: str = "numpy"
+    overall_label_health_score: Optional[float] = None
+    num_confident_learning_issues: Optional[int] = None
+    calibration_rounding_ties: Optional[int] = None
+    py: Optional[List[float]] = None
+    noise_matrix: Optional[List[List[float]]] = None
+    inverse_noise_matrix: Optional[List[List[float]]] = None
+    confident_joint_files: List[str] = dataclasses.field(default_factory=list)
+    class_health_files: List[str] = dataclasses.field(default_factory=list)
+    overlapping_classes_files: List[str] = dataclasses.field(default_factory=list)
+    noise_matrices_files: List[str] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -131,7 +193,25 @@ class Summary:
     def output_files(self) -> List[str]:
         """Names of the data files the run wrote, in the order a reader lists them."""
         return (self.label_issues_files + self.label_quality_scores_files + self.invalid_records_files
-                + self.export_files)
+                + self.health_files + self.export_files)
+
+    @property
+    def health_files(self) -> List[str]:
+        """The health files, in ``HEALTH_PREFIXES`` order."""
+        return (self.confident_joint_files + self.class_health_files + self.overlapping_classes_files
+                + self.noise_matrices_files)
+
+    def files_of(self, prefix: str) -> List[str]:
+        """The files of one output (a ``*_PREFIX``)."""
+        return {
+            ISSUES_PREFIX: self.label_issues_files,
+            SCORES_PREFIX: self.label_quality_scores_files,
+            INVALID_PREFIX: self.invalid_records_files,
+            CONFIDENT_JOINT_PREFIX: self.confident_joint_files,
+            CLASS_HEALTH_PREFIX: self.class_health_files,
+            OVERLAPPING_CLASSES_PREFIX: self.overlapping_classes_files,
+            NOISE_MATRICES_PREFIX: self.noise_matrices_files,
+        }[prefix]
 
     @property
     def files_of_the_run(self) -> List[str]:
@@ -145,6 +225,11 @@ def output_path(output_dir: str, name: str) -> str:
 
 def issues_file_name(range_index: int, num_ranges: int) -> str:
     return f"{ISSUES_PREFIX}-{range_index:05d}-of-{num_ranges:05d}.parquet"
+
+
+def health_file_name(prefix: str) -> str:
+    """The one file of a health output, such as ``confident_joint-00000-of-00001.parquet``."""
+    return f"{prefix}-00000-of-00001.parquet"
 
 
 def _basename(path: str) -> str:
@@ -256,6 +341,18 @@ def _name_parts(output_dir: str, parts: Sequence[str], prefix: str, suffix: str)
     return names
 
 
+def _write_health_tables(output_dir: str, health_tables: Sequence[Sequence[pa.Table]]) -> List[str]:
+    """Writes the health tables, one file each (small: at most a cell per class pair), in
+    ``HEALTH_PREFIXES`` order; an output with no table (no example, or no noise-matrices
+    file) is skipped."""
+    written = []
+    for prefix, tables_of in zip(HEALTH_PREFIXES, health_tables):
+        for table in tables_of:
+            written.append(write_then_rename(output_dir, health_file_name(prefix), "application/x-parquet",
+                                             lambda handle, table=table: pq.write_table(table, handle)))
+    return written
+
+
 def _write_summary(
     summary: Summary,
     output_dir: str,
@@ -264,7 +361,11 @@ def _write_summary(
     invalid_parts: Sequence[str],
     empty_issues: pa.Table,
     run_record: Optional[Dict[str, Any]] = None,
+    *health_tables: Sequence[pa.Table],
 ) -> str:
+    # The health tables are written here, after every data file: a run that fails in any
+    # pass leaves none of them (they are known after the second read).
+    health_files = _write_health_tables(output_dir, health_tables)
     if not issue_files:  # no valid example reached the ranking: still one file, empty
         with_names = empty_issues
         issue_files = [
@@ -280,6 +381,8 @@ def _write_summary(
         label_issues_files=sorted(_basename(f) for f in issue_files),
         label_quality_scores_files=_name_parts(output_dir, score_parts, SCORES_PREFIX, ".parquet"),
         invalid_records_files=_name_parts(output_dir, invalid_parts, INVALID_PREFIX, ".jsonl"),
+        **{f"{prefix}_files": sorted(_basename(f) for f in health_files if _basename(f).startswith(prefix + "-"))
+           for prefix in HEALTH_PREFIXES},
         **_finished_run(run_record),
     )
     return write_then_rename(
@@ -314,7 +417,8 @@ class WriteLabelIssues(beam.PTransform):
 
     def _extract_input_pvalues(self, result):
         # The input is a LabelIssuesResult, not a PCollection: name its PCollections.
-        return result, [p for p in (result.issues, result.scores, result.summary, result.invalid_records) if p is not None]
+        pcollections = [p for p in (result.issues, result.scores, result.summary, result.invalid_records) if p is not None]
+        return result, pcollections + (result.health.pcollections() if result.health is not None else [])
 
     def expand(self, result):
         output_dir = self._output_dir
@@ -340,6 +444,12 @@ class WriteLabelIssues(beam.PTransform):
                 | "InvalidToJson" >> beam.Map(lambda record: json.dumps(record, sort_keys=True))
                 | "WriteInvalidRecords" >> beam.ParDo(_WritePartPerBundle(output_dir, INVALID_PREFIX, ".jsonl"))
             )
+        health = result.health
+        health_tables = [] if health is None else [
+            beam.pvalue.AsList(tables_of) if tables_of is not None else []
+            for tables_of in (health.confident_joint, health.class_health, health.overlapping_classes,
+                              health.noise_matrices)
+        ]
         return result.summary | "WriteSummary" >> beam.Map(
             _write_summary,
             output_dir,
@@ -348,6 +458,7 @@ class WriteLabelIssues(beam.PTransform):
             invalid_parts,
             tables.add_uri_column(tables.empty_label_issues_table(result.id_type, result.class_names), uri_template),
             _run_record(result.options, self._run_options),
+            *health_tables,
         )
 
 
@@ -435,6 +546,20 @@ def read_label_quality_scores(output_dir: str, summary: Summary) -> Optional[pa.
         return None
     parts = []
     for name in summary.label_quality_scores_files:
+        with FileSystems.open(output_path(output_dir, name)) as handle:
+            parts.append(pq.read_table(handle))
+    return pa.concat_tables(parts)
+
+
+def read_health_table(output_dir: str, summary: Summary, prefix: str) -> Optional[pa.Table]:
+    """One health table (``CONFIDENT_JOINT_PREFIX``, ``CLASS_HEALTH_PREFIX``,
+    ``OVERLAPPING_CLASSES_PREFIX`` or ``NOISE_MATRICES_PREFIX``), or None when the run did not
+    write it (an older version; noise matrices up to 100 classes are in the summary)."""
+    names = summary.files_of(prefix)
+    if not names:
+        return None
+    parts = []
+    for name in names:
         with FileSystems.open(output_path(output_dir, name)) as handle:
             parts.append(pq.read_table(handle))
     return pa.concat_tables(parts)
