@@ -37,7 +37,8 @@ def run_pipeline(runs: List[Dict[str, Any]], beam_args: Optional[List[str]] = No
     for i, run in enumerate(runs):
         run = dict(run)
         output_dir = run.pop("output_dir")
-        os.makedirs(output_dir, exist_ok=True)
+        if "://" not in output_dir:  # a remote-style path (testgs://) is created by the writers
+            os.makedirs(output_dir, exist_ok=True)
         source = run.pop("source", None)
         if source is None:
             pair = NpyPair.open(run.pop("labels_path"), run.pop("pred_probs_path"))

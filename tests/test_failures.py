@@ -387,7 +387,10 @@ def test_a_full_disk_is_one_line_and_the_earlier_run_stays(tmp_path):
         assert f"no space left on device writing {directory}" in line, line
         assert "free there; this run's outputs take up to about" in line and "is as it was" in line, line
     assert snapshot(before) == snapshot(after_scores) == snapshot(after_report)
-    assert sorted(snapshot(before)) == ["label_issues-00000-of-00001.parquet", "summary.json"]
+    assert sorted(snapshot(before)) == [
+        "class_health-00000-of-00001.parquet", "confident_joint-00000-of-00001.parquet",
+        "label_issues-00000-of-00001.parquet", "overlapping_classes-00000-of-00001.parquet", "summary.json",
+    ]
 
 
 # --- interrupts -------------------------------------------------------------------------------

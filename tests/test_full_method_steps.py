@@ -259,7 +259,7 @@ def test_selected_issues_count_every_row_and_bin_the_issues():
     for _ in range(10):
         n = int(rng.integers(0, 500))
         parts.append(IssueCandidates(np.arange(n), np.zeros(n, np.int64), np.zeros(n, np.int64), rng.random(n),
-                                     rng.random(n) < 0.3, 0))
+                                     rng.random(n) < 0.3, 0, rng.random(n), rng.random(n)))
     scores = np.concatenate([p.scores for p in parts])
     agrees = np.concatenate([p.model_agrees for p in parts])
     for drops in (True, False):

@@ -41,6 +41,7 @@ from cli_runs import (
 from datasets import make_dataset, DatasetSpec
 from input_files import examples_table
 
+from beam_labelissues.io import outputs
 from beam_labelissues import cli
 
 USER_FILES = {  # files of others whose names merely start like ours
@@ -59,9 +60,8 @@ def _summary(directory) -> dict:
 
 def _run_files(directory) -> set:
     """The names a finished run's summary.json lists, with summary.json itself."""
-    summary = _summary(directory)
-    return set(summary["label_issues_files"] + summary["label_quality_scores_files"]
-               + summary["invalid_records_files"] + summary["report_files"] + ["summary.json"])
+    summary = outputs.Summary.from_json((directory / "summary.json").read_text())
+    return set(summary.files_of_the_run + ["summary.json"])
 
 
 @pytest.fixture(scope="module")
