@@ -212,16 +212,20 @@ def build_arg_parser() -> argparse.ArgumentParser:
         version=f"{PROG} {__version__} (apache-beam {flink.beam_version()})",
         help="Print the version of this package and of Apache Beam, and exit.",
     )
-    npy = parser.add_argument_group("input (.npy files, as cleanlab's labels_file / pred_probs_file)")
+    npy = parser.add_argument_group(
+        "input (.npy files or Zarr stores, as cleanlab's labels_file / pred_probs_file)"
+    )
     npy.add_argument(
         "--labels_file",
-        help="A .npy file of given labels: 1-D, any integer dtype, values in [0, K). "
-        "The example id is the row index. Local path, gs:// or s3://.",
+        help="A .npy file, or a Zarr array store (format 2 or 3: a path ending in .zarr or holding "
+        "Zarr metadata; needs pip install 'beam-labelissues[zarr]'), of given labels: 1-D, any "
+        "integer dtype, values in [0, K). The example id is the row index. Local path, gs:// or s3://.",
     )
     npy.add_argument(
         "--pred_probs_file",
-        help="A .npy file of predicted probabilities, N x K, float16/32/64, same N as --labels_file "
-        "(ideally out-of-sample, e.g. cross-validated).",
+        help="A .npy file or a Zarr array store (the same format as --labels_file) of predicted "
+        "probabilities, N x K, float16/32/64, same N as --labels_file (ideally out-of-sample, "
+        "e.g. cross-validated). Zarr stores are read whole chunks at a time.",
     )
     parquet = parser.add_argument_group("input (Parquet files; instead of the .npy files)")
     parquet.add_argument(

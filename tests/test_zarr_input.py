@@ -23,7 +23,7 @@ from beam_labelissues.io import NpyPair, ReadNpyExamples  # noqa: E402
 from beam_labelissues.io.arrays import plan_reads  # noqa: E402
 from beam_labelissues.io.zarr_input import beam_filesystem_store, zarr_source  # noqa: E402
 from datasets import DatasetSpec, make_dataset, write_npy  # noqa: E402
-from harness import read_output_dir, run_pipeline  # noqa: E402
+from harness import read_output_dir, run_cli, run_pipeline  # noqa: E402
 from input_files import PrefixedLocalFileSystem  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -192,3 +192,24 @@ def test_without_zarr_the_error_names_the_extra(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines == ["reading Zarr arrays needs the zarr package: pip install 'beam-labelissues[zarr]'"] * 2
+
+
+def test_the_command_line_reads_zarr_stores_like_npy_files(tmp_path):
+    """--labels_file L.zarr --pred_probs_file P.zarr: the outputs of the .npy run, file for
+    file (chunks of 2,999 rows do not divide N; labels chunked apart from pred_probs)."""
+    labels, probs = make_dataset(DatasetSpec(20_000, 6, "float32", "int64", 0.15, seed=33))
+    npy = write_npy(str(tmp_path / "npy"), labels, probs)
+    labels_zarr = _write_zarr(tmp_path / "labels.zarr", labels, chunks=(5_003,), zarr_format=2)
+    probs_zarr = _write_zarr(tmp_path / "probs.zarr", probs, chunks=(2_999, 6))
+    common = ["--write_scores", "--no_report", "--quiet", "--batch_size", "4000"]
+    npy_run = run_cli("--labels_file", npy[0], "--pred_probs_file", npy[1], "--output", tmp_path / "out-npy", *common)
+    assert npy_run.returncode == 0, npy_run.stderr
+    zarr_run = run_cli("--labels_file", labels_zarr, "--pred_probs_file", probs_zarr, "--output",
+                       tmp_path / "out-zarr", *common)
+    assert zarr_run.returncode == 0, zarr_run.stderr
+    npy_out, zarr_out = read_output_dir(str(tmp_path / "out-npy")), read_output_dir(str(tmp_path / "out-zarr"))
+    _assert_same_outputs(npy_out, zarr_out)
+    for name in ("confident_joint", "class_health", "overlapping_classes"):
+        assert npy_out["summary"][f"{name}_files"] == zarr_out["summary"][f"{name}_files"]
+    mixed = run_cli("--labels_file", labels_zarr, "--pred_probs_file", npy[1], "--output", tmp_path / "mixed")
+    assert mixed.returncode == 2 and "both .npy files or both Zarr stores" in mixed.stderr

@@ -1,4 +1,4 @@
-"""From what a user names (a .npy pair or Parquet files, column names) to a checked source.
+"""From what a user names (a .npy or Zarr pair, or Parquet files, column names) to a checked source.
 
 ``open_inputs`` takes plain arguments, opens and checks every file where the
 pipeline is launched (headers and footers only), and returns the source that
@@ -17,6 +17,7 @@ from beam_labelissues.io.class_names import load_class_names
 from beam_labelissues.io.layouts import CLASS_PLACEHOLDER, row_group_warning
 from beam_labelissues.io.npy import NpyPair, ReadNpyExamples
 from beam_labelissues.io.parquet import ParquetDataset, ReadParquetExamples
+from beam_labelissues.io.zarr_input import is_zarr_path, zarr_source
 from beam_labelissues.options import MAX_NUM_CLASSES
 from beam_labelissues.sources import ExampleSource
 from beam_labelissues.validation import InputFileError, UsageError
@@ -101,7 +102,16 @@ def open_inputs(
             raise UsageError(f"{', '.join(given)} only apply to Parquet input (--input)")
         if labels_file is None or pred_probs_file is None:
             raise UsageError("give both --labels_file and --pred_probs_file")
-        inputs = _open_npy(labels_file, pred_probs_file, num_classes, batch_size)
+        zarr_given = [is_zarr_path(path) for path in (labels_file, pred_probs_file)]
+        if any(zarr_given):
+            if not all(zarr_given):
+                raise UsageError(
+                    "give --labels_file and --pred_probs_file in the same format: both .npy files or both "
+                    "Zarr stores"
+                )
+            inputs = _open_zarr(labels_file, pred_probs_file, num_classes, batch_size)
+        else:
+            inputs = _open_npy(labels_file, pred_probs_file, num_classes, batch_size)
     if class_names is not None:
         if len(class_names) != inputs.num_classes:
             raise UsageError(
@@ -131,6 +141,27 @@ def _open_npy(labels_file: str, pred_probs_file: str, num_classes: Optional[int]
         description=source.description,
         num_rows=pair.num_examples,
         pred_probs_bytes=pair.num_examples * pair.num_classes * pair.pred_probs.dtype.itemsize,
+    )
+
+
+def _open_zarr(labels_path: str, pred_probs_path: str, num_classes: Optional[int], batch_size: Optional[int]) -> Inputs:
+    try:
+        source = zarr_source(labels_path, pred_probs_path, batch_size=batch_size)
+    except ImportError as error:  # the zarr extra is missing: say which one
+        raise UsageError(str(error)) from error
+    if num_classes is not None and num_classes != source.num_classes:
+        raise InputFileError(f"--num_classes is {num_classes}, but {pred_probs_path} has {source.num_classes} columns")
+    if source.num_classes > MAX_NUM_CLASSES:
+        raise InputFileError(
+            f"{pred_probs_path}: {source.num_classes:,} classes; at most {MAX_NUM_CLASSES:,} are supported"
+        )
+    return Inputs(
+        source=source,
+        num_classes=source.num_classes,
+        id_type=source.id_type,
+        description=source.description,
+        num_rows=source.num_examples,
+        pred_probs_bytes=source.pred_probs_bytes,
     )
 
 
