@@ -47,6 +47,19 @@ def cleanlab_filter(labels_file, pred_probs_file, filter_by="prune_by_noise_rate
                                   "filter_by": filter_by}
 
 
+def ours_function(labels_file, pred_probs_file):
+    """beam_labelissues.find_label_issues_batched: cleanlab's signature and arguments, run
+    as the FindLabelIssues pipeline on the local runner (one worker, as cleanlab's n_jobs=1)."""
+    t0 = time.perf_counter()
+    from beam_labelissues import find_label_issues_batched
+    t1 = time.perf_counter()
+    issues = find_label_issues_batched(
+        labels_file=labels_file, pred_probs_file=pred_probs_file,
+        batch_size=10000, n_jobs=1, verbose=False)
+    t2 = time.perf_counter()
+    return issues, {"import_s": t1 - t0, "inner_s": t2 - t1}
+
+
 def numpy_loop(labels_file, pred_probs_file):
     """The plain two-pass numpy loop (numpy_loop.numpy_label_issues)."""
     from benchmarks.numpy_loop import numpy_label_issues
@@ -60,6 +73,7 @@ def numpy_loop(labels_file, pred_probs_file):
 FUNCTIONS = {
     "cleanlab": cleanlab_batched,
     "cleanlab_filter": cleanlab_filter,
+    "ours_api": ours_function,
     "numpy": numpy_loop,
 }
 

@@ -72,7 +72,7 @@ class Contender:
     key: str          # unique within a run; the key in the JSON
     label: str        # the name in the tables
     input_kind: str   # the files it reads: "npy" or "parquet"
-    role: str         # "reference" (what must be matched), "baseline" or "ours"
+    role: str         # "reference" (what must be matched), "baseline", "ours" or "ours_api"
     command: Callable[[Run], List[str]]
     # (run, its measurement from run_measured) -> Answer; raises when the output is bad
     read_answer: Callable[[Run, dict], Answer]
@@ -171,6 +171,14 @@ def cleanlab_full_method(settings):
     return [child_contender(
         settings, "cleanlab_filter", f"cleanlab filter ({filter_by})", "reference", (),
         {"runs": "cleanlab." + CLEANLAB_FILTER_CALL.replace("...", repr(filter_by), 1)}, args=(filter_by,))]
+
+
+@register("ours_api")
+def ours_python_function(settings):
+    """Our Python function with cleanlab's signature, on the same .npy files as cleanlab's."""
+    return [child_contender(
+        settings, "ours_api", "ours (Python function)", "ours_api", ("cleanlab",),
+        {"runs": "beam_labelissues." + CLEANLAB_CALL})]
 
 
 @register("numpy")

@@ -345,7 +345,7 @@ def print_table(name, n, k, input_kind, rows, ds, agreements, repeats, busy=None
     labels = {c.key: c.label for c, _, _, _ in rows}
     ratio_rows = []
     for c, med, _, _ in rows:
-        if c.role != "ours" or med is None:
+        if c.role not in ("ours", "ours_api") or med is None:
             continue
         for ref in c.compare_with:
             if meds.get(ref):
