@@ -795,10 +795,10 @@ def submit_only(args, beam_args, source_wrapper) -> Optional[str]:
     Nothing waits for such a job and no one publishes after it, so it writes straight into
     ``--output``, summary.json last: the directory must be new, empty, or an earlier run's.
     """
-    pipeline = build_pipeline(args, beam_args, source_wrapper)
-    note = runners.submits_only(pipeline.options, args.output)
-    if note is None:
+    note = runners.submits_only(pipeline_options(beam_args), args.output)
+    if note is None:  # decided by two switches: build the pipeline once, in run_to_publish
         return None
+    pipeline = build_pipeline(args, beam_args, source_wrapper)
     if not pipeline.options.view_as(TestOptions).dry_run:  # a dry run writes nothing, ever
         OutputDirectory(args.output, overwrite=args.overwrite).check_writable_in_place()
     try:

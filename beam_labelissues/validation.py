@@ -56,18 +56,17 @@ def is_finite_probability(values: np.ndarray, tolerance: float) -> np.ndarray:
         return np.isfinite(values) & (values >= -tolerance) & (values <= 1 + tolerance)
 
 
-# Above this many classes a row sum is a plain reduction; below it a matrix-vector
-# product, about ten times faster on narrow rows.
-_MATVEC_MAX_CLASSES = 128
-
-
 def row_sums(pred_probs: np.ndarray) -> np.ndarray:
-    """Each row's sum, accumulated in float32 at least (float64 for float64 input)."""
-    if pred_probs.dtype == np.float16:
-        return pred_probs.sum(axis=1, dtype=np.float32)
-    if pred_probs.ndim == 2 and 0 < pred_probs.shape[1] <= _MATVEC_MAX_CLASSES:
-        return pred_probs @ np.ones(pred_probs.shape[1], dtype=pred_probs.dtype)
-    return pred_probs.sum(axis=1)
+    """Each row's sum, accumulated in float32 at least (float64 for float64 input).
+
+    ``einsum`` rather than a matrix-vector product: on narrow rows both are several times
+    faster than ``sum(axis=1)``, but the product goes to BLAS, whose threads spin against
+    the reader's decoding thread and other worker processes (a 10M x 10 Parquet run took
+    twice as long).
+    """
+    if pred_probs.dtype == np.float16 or pred_probs.ndim != 2:
+        return pred_probs.sum(axis=-1, dtype=np.float32 if pred_probs.dtype == np.float16 else None)
+    return np.einsum("ij->i", pred_probs)
 
 
 def _sums_ok(pred_probs: np.ndarray, row_sum_tolerance: Optional[float]) -> Optional[np.ndarray]:
