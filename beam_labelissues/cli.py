@@ -292,6 +292,16 @@ def build_arg_parser() -> argparse.ArgumentParser:
         "count per class by the class's size. Default: %(default)s.",
     )
     settings.add_argument(
+        "--threshold_sample_fraction",
+        type=_non_negative_decimal,
+        default=default("threshold_sample_fraction"),
+        metavar="F",
+        help="Compute the confident thresholds from a deterministic sample of this share of the "
+        "rows, in (0, 1], chosen by id (the same rows on every runner and batch size) - an "
+        "approximation cleanlab's documentation suggests for speed; every row is still scored. "
+        "summary.json records it. Default: %(default)s (exact, every row).",
+    )
+    settings.add_argument(
         "--filter_by",
         choices=confident_joint.FILTER_BY,
         default=default("filter_by"),
@@ -597,6 +607,7 @@ def label_issues_options(args: argparse.Namespace, num_classes: int) -> LabelIss
         max_issues_per_worker=args.max_issues_per_worker,
         example_uri_template=args.example_uri_template,
         filter_by=args.filter_by,
+        threshold_sample_fraction=args.threshold_sample_fraction,
         frac_noise=args.frac_noise,
         num_to_remove_per_class=args.num_to_remove_per_class,
         min_examples_per_class=args.min_examples_per_class,

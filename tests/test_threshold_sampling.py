@@ -164,3 +164,35 @@ def test_pipeline_and_both_apis_agree_on_sampled_thresholds(tmp_path):
         inspector.update_confident_thresholds(labels[start:start + 3333], probs[start:start + 3333])
     np.testing.assert_array_equal(inspector.get_confident_thresholds(silent=True), expected)
     assert int(inspector._stats().sampled_examples_per_class.sum()) == len(sampled_ids(range(20000), fraction))
+
+
+def test_command_line_samples_by_string_id_and_records_the_fraction(tmp_path):
+    """--threshold_sample_fraction on a Parquet input with string ids: the sample is chosen by
+    id (hashed), so the thresholds are the exact means over the documented sample."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from harness import run_cli
+
+    labels, probs = make_dataset(DatasetSpec(6000, 5, "float32", "int64", 0.2, seed=9))
+    ids = [f"img-{i:05d}" for i in range(len(labels))]
+    table = pa.table({"image": ids, "label": labels,
+                      "pred_probs": pa.FixedSizeListArray.from_arrays(pa.array(probs.ravel()), 5)})
+    data = tmp_path / "preds.parquet"
+    pq.write_table(table, data, row_group_size=1000)
+    out = tmp_path / "out"
+    done = run_cli("--input", data, "--id_column", "image", "--threshold_sample_fraction", "0.25",
+                   "--output", out, "--no_report", "--quiet")
+    assert done.returncode == 0, done.stderr
+    rows = [i for i, name in enumerate(ids) if name in set(sampled_ids(ids, 0.25))]
+    assert 0 < len(rows) < len(ids)
+    summary = read_output_dir(str(out))["summary"]
+    assert summary["threshold_sample_fraction"] == 0.25
+    np.testing.assert_array_equal(summary["confident_thresholds"],
+                                  exact_thresholds_over(labels, probs.astype(np.float64), rows, 5))
+
+    for bad in ("0", "1.5", "nan"):
+        refused = run_cli("--input", data, "--threshold_sample_fraction", bad, "--output", tmp_path / f"bad{bad}")
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr.strip().count("\n") == 0 and "threshold_sample_fraction" in refused.stderr
+        assert not (tmp_path / f"bad{bad}").exists()
