@@ -449,10 +449,10 @@ def joint_heatmap_classes(given: np.ndarray, likely_true: np.ndarray, counts: np
                           num_classes: int) -> Tuple[np.ndarray, bool]:
     """The classes the confident-joint heat map draws, and whether that is fewer than all.
 
-    Every class up to HEATMAP_FULL_MAX_K, in index order; past that the JOINT_TOP_CLASSES
-    with the most off-diagonal mass (the examples given the class whose likely true label is
-    another, plus those of another given label likely of this class), most first, ties by
-    the lower index.
+    Every class up to HEATMAP_FULL_MAX_K; past that the JOINT_TOP_CLASSES with the most
+    off-diagonal mass (the examples given the class whose likely true label is another, plus
+    those of another given label likely of this class; ties by the lower index). Either way
+    in index order, so the diagonal stays the diagonal and a class is found by its number.
     """
     if num_classes <= HEATMAP_FULL_MAX_K:
         return np.arange(num_classes), False
@@ -460,7 +460,7 @@ def joint_heatmap_classes(given: np.ndarray, likely_true: np.ndarray, counts: np
     weights = counts[off].astype(np.float64)
     mass = (np.bincount(given[off], weights=weights, minlength=num_classes)
             + np.bincount(likely_true[off], weights=weights, minlength=num_classes))
-    return np.lexsort((np.arange(num_classes), -mass))[:JOINT_TOP_CLASSES], True
+    return np.sort(np.lexsort((np.arange(num_classes), -mass))[:JOINT_TOP_CLASSES]), True
 
 
 _JOINT_AXES = _HeatAxes("given", "likely-true", "given", "likely true", "examples")
@@ -472,7 +472,7 @@ def confident_joint_figure(given: np.ndarray, likely_true: np.ndarray, counts: n
 
     The cells are the joint's non-zero cells (``given``, ``likely_true``, ``counts``, as in
     ``confident_joint-*.parquet``). Past HEATMAP_FULL_MAX_K classes only the classes of
-    ``joint_heatmap_classes`` are drawn, the same order on both axes. Returns the SVG and
+    ``joint_heatmap_classes`` are drawn. Returns the SVG and
     whether classes were left out.
     """
     given = np.asarray(given, np.int64)
@@ -488,7 +488,7 @@ def confident_joint_figure(given: np.ndarray, likely_true: np.ndarray, counts: n
     labels = [class_label(int(k), names) for k in classes]
     axis_labels = ("likely true label", "given label")
     if truncated:
-        axis_labels = (f"likely true label ({len(classes)} of {num_classes:,} classes, most off-diagonal first)",
+        axis_labels = (f"likely true label ({len(classes)} of {num_classes:,} classes with the most off-diagonal mass)",
                        "given label")
     svg = _heat_map(matrix, classes, labels, classes.tolist(),
                     truncated or len(classes) <= HEATMAP_TICK_LABELS_MAX_K, _JOINT_AXES, axis_labels,
