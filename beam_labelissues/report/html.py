@@ -237,7 +237,8 @@ def health_section(report: ReportData) -> str:
     intro = (
         "<p>Confident learning's estimate of the whole dataset's label quality, from its confident joint "
         "(cleanlab's <code>dataset.health_summary</code> figures). The confident-learning issues are the "
-        "examples counted off the joint's diagonal, before any <code>filter_by</code> selection.</p>"
+        "examples the confident joint counts off its diagonal whose label the model does not agree with "
+        "(cleanlab's <code>count.num_label_issues</code>), whatever method chose the issues below.</p>"
     )
     files = {prefix: ", ".join(report.summary.files_of(prefix)) for prefix in
              (outputs.CLASS_HEALTH_PREFIX, outputs.OVERLAPPING_CLASSES_PREFIX, outputs.CONFIDENT_JOINT_PREFIX)}
