@@ -216,6 +216,8 @@ def assert_self_contained(out: Path, expected_figures: set[str]) -> dict[str, ET
         if tag == "script":
             assert "src" not in attrs
         assert tag not in ("link", "iframe", "object", "embed"), tag
+    ids = [attrs["id"] for _, attrs in parser.tags if "id" in attrs]
+    assert len(ids) == len(set(ids)), "inline SVGs share the page's ids: each must be unique"
     figures_found = svgs(text)
     assert set(figures_found) == expected_figures
     for root in figures_found.values():
@@ -226,7 +228,61 @@ def assert_self_contained(out: Path, expected_figures: set[str]) -> dict[str, ET
     return figures_found
 
 
-BASE_FIGURES = {"scores", "per-class", "confusion", "thresholds"}
+BASE_FIGURES = {"scores", "per-class", "confusion", "thresholds", "confident-joint"}
+
+
+class _TableRows(HTMLParser):
+    """The rows of the page's <table class="{table_class}">: each row's attributes and cell texts."""
+
+    def __init__(self, table_class: str):
+        super().__init__(convert_charrefs=True)
+        self.table_class = table_class
+        self.rows: list[tuple[dict, list[str]]] = []
+        self._inside = False
+        self._cell = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table":
+            self._inside = self.table_class in (attrs.get("class") or "").split()
+        elif self._inside and tag == "tr" and any(k.startswith("data-") for k in attrs):
+            self.rows.append((attrs, []))
+        elif self._inside and tag == "td" and self.rows:
+            self._cell = ""
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._inside = False
+        elif tag == "td" and self._cell is not None:
+            self.rows[-1][1].append(self._cell)
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+
+def table_rows(text: str, table_class: str) -> list[tuple[dict, list[str]]]:
+    parser = _TableRows(table_class)
+    parser.feed(text)
+    parser.close()
+    return parser.rows
+
+
+def health_file(out: Path, prefix: str) -> list[dict]:
+    """A health file's rows as the run wrote them, read with pyarrow alone."""
+    return pq.read_table(out / f"{prefix}-00000-of-00001.parquet").to_pylist()
+
+
+def joint_cells(svg: ET.Element) -> dict[tuple[int, int], int]:
+    """The confident-joint heat map's cells: (given, likely true) -> count."""
+    return {(int(r.get("data-given")), int(r.get("data-likely-true"))): int(r.get("data-count"))
+            for r in marks(svg) if r.get("data-count") is not None}
+
+
+def close_to(shown: str, value: float) -> bool:
+    """A number as the page writes it (4 decimals, or 4 significant digits below 1e-3)."""
+    return float(shown) == pytest.approx(value, rel=1e-3, abs=1e-4)
 
 
 # --------------------------------------------------------------------------
@@ -425,8 +481,12 @@ def test_zero_issues(tmp_path, mnist):
     assert parser.issue_rows == [] and parser.scripts == []
     assert "No label issues were found." in text
     assert "nothing to cross-tabulate" in text
-    figs = assert_self_contained(out, {"scores", "per-class", "thresholds"})
+    figs = assert_self_contained(out, {"scores", "per-class", "thresholds", "confident-joint"})
     assert marks(figs["scores"], data_series="issues") == []
+    assert parser.cards["overall_label_health_score"]["value"] == "1.0" == str(summary["overall_label_health_score"])
+    assert "No two classes overlap" in text and table_rows(text, "overlaps") == []
+    cells = joint_cells(figs["confident-joint"])
+    assert all(g == t for g, t in cells) and sum(cells.values()) == summary["num_examples"]
 
 
 def test_a_missing_issues_file_is_a_clear_error(tmp_path, mnist):
@@ -473,6 +533,11 @@ def test_string_ids_and_hostile_text_are_escaped(tmp_path, mnist):
     assert embedded_issues(parser)["id"] == [w["id"] for w in expected]  # the JSON round-trips them
     # The class names reach the figures as text, escaped for XML (the parse would fail otherwise).
     figs = svgs(text)
+    health_names = {int(a["data-class-index"]): cells[0] for a, cells in table_rows(text, "health-classes")}
+    assert health_names[3] == "<script>alert(3)</script> (3)" and health_names[1] == "c&1 (1)"
+    assert re.search(r'<tr data-class-index="3"><td>&lt;script&gt;alert\(3\)&lt;/script&gt; \(3\)</td>', text)
+    joint_ticks = [t.text for t in figs["confident-joint"].iter(SVG_NS + "text")]
+    assert "<script>alert(3…" in joint_ticks and "c&1 (1)" in joint_ticks
     tick_labels = [t.text for t in figs["thresholds"].iter(SVG_NS + "text")]
     assert "<script>alert(3" in "".join(tick_labels)
     assert any((t.text or "").startswith("c&1") for t in figs["per-class"].iter(SVG_NS + "text"))
@@ -534,6 +599,205 @@ def test_does_not_read_quality_scores(tmp_path, mnist):
 def test_missing_summary_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="summary.json"):
         report.write_report(str(tmp_path))
+
+
+# --------------------------------------------------------------------------
+# Dataset health: the summary's score and the health files.
+
+HEALTH_SUMMARY_KEYS = ("overall_label_health_score", "num_confident_learning_issues", "calibration_rounding_ties",
+                       "py", "noise_matrix", "inverse_noise_matrix", "confident_joint_files", "class_health_files",
+                       "overlapping_classes_files", "noise_matrices_files")
+
+
+def test_health_section_equals_the_health_files(mnist_named_dir):
+    """Noisy MNIST, K = 10: every class ranked, the 15 most overlapping pairs, the whole joint."""
+    summary = json.loads((mnist_named_dir / "summary.json").read_text())
+    text, parser = parse_report(mnist_named_dir)
+    assert text.index('id="headline"') < text.index('id="health"') < text.index('id="human-review"')
+
+    score, n_cl, n = (summary[k] for k in ("overall_label_health_score", "num_confident_learning_issues",
+                                           "num_examples"))
+    assert score == 1 - n_cl / n and n_cl > 300
+    card = parser.cards["overall_label_health_score"]
+    assert float(card["value"]) == score and card["text"]["value"] == f"{score:.4f}"
+    card = parser.cards["num_confident_learning_issues"]
+    assert int(card["value"]) == n_cl and card["text"]["value"] == f"{n_cl:,}"
+    assert card["text"]["note"] == f"of {n:,} examples ({100 * n_cl / n:.2f}%)"
+
+    classes = health_file(mnist_named_dir, "class_health")
+    rows = table_rows(text, "health-classes")
+    assert len(rows) == len(classes) == 10
+    for (attrs, cells), want in zip(rows, classes):
+        k = want["class_index"]
+        assert int(attrs["data-class-index"]) == k
+        assert cells[0] == f"{MNIST_NAMES[k]} ({k})"
+        assert [int(c.replace(",", "")) for c in cells[1:3]] == [want["label_issues"], want["inverse_label_issues"]]
+        for cell, key in zip(cells[3:], ("label_noise", "inverse_label_noise", "label_quality_score")):
+            assert close_to(cell, want[key]), key
+    assert "Every class, the lowest label quality score first." in text
+
+    pairs = health_file(mnist_named_dir, "overlapping_classes")
+    rows = table_rows(text, "overlaps")
+    assert len(pairs) > 15 and len(rows) == 15
+    for (attrs, cells), want in zip(rows, pairs):
+        a, b = want["class_index_a"], want["class_index_b"]
+        assert (int(attrs["data-class-a"]), int(attrs["data-class-b"])) == (a, b)
+        assert cells[:3] == [f"{MNIST_NAMES[a]} ({a})", f"{MNIST_NAMES[b]} ({b})",
+                             f"{want['num_overlapping_examples']:,}"]
+        assert close_to(cells[3], want["joint_probability"])
+    assert f"The 15 of {len(pairs)} overlapping pairs" in text
+
+    joint = {(r["given_label"], r["likely_true_label"]): r["count"]
+             for r in health_file(mnist_named_dir, "confident_joint")}
+    fig = svgs(text)["confident-joint"]
+    assert joint_cells(fig) == joint
+    assert sum(joint.values()) == n  # the calibrated joint sums to N
+    labels = [t.text for t in fig.iter(SVG_NS + "text")]
+    assert "seven (7)" in labels and "likely true label" in labels
+    assert "most off-diagonal" not in text
+    assert "class_health-00000-of-00001.parquet" in text.split("<footer>")[1]
+
+
+@pytest.fixture(scope="module")
+def many_classes_dir(tmp_path_factory):
+    """K = 120 (> 100, so the noise matrices are a file), names to escape, a few classes with
+    much label noise: 20 classes lose a third of their labels to the next class."""
+    rng = np.random.default_rng(7)
+    n, k = 6000, 120
+    true = rng.integers(0, k, n)
+    logits = rng.normal(size=(n, k))
+    logits[np.arange(n), true] += 5.0
+    pred_probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = true.copy()
+    flip = (true < 20) & (rng.random(n) < 0.33)
+    labels[flip] = true[flip] + 1
+    names = [f"k{c}&<{c}>" for c in range(k)]
+    out = make_output_dir(tmp_path_factory.mktemp("many"), labels, pred_probs, class_names=names)
+    assert (out / "noise_matrices-00000-of-00001.parquet").is_file()
+    report.write_report(str(out))
+    return out
+
+
+def test_health_section_with_many_classes(many_classes_dir):
+    """K > 60: the 50 worst classes, the 15 top pairs, the 30 classes with the most off-diagonal mass."""
+    out = many_classes_dir
+    k = 120
+    text, parser = parse_report(out)
+    summary = json.loads((out / "summary.json").read_text())
+    assert float(parser.cards["overall_label_health_score"]["value"]) == summary["overall_label_health_score"]
+
+    classes = health_file(out, "class_health")
+    rows = table_rows(text, "health-classes")
+    assert len(classes) == k and len(rows) == 50
+    assert [int(a["data-class-index"]) for a, _ in rows] == [r["class_index"] for r in classes[:50]]
+    assert [cells[0] for _, cells in rows] == [f"k{r['class_index']}&<{r['class_index']}> ({r['class_index']})"
+                                               for r in classes[:50]]
+    assert [int(cells[1].replace(",", "")) for _, cells in rows] == [r["label_issues"] for r in classes[:50]]
+    assert all(close_to(cells[5], r["label_quality_score"]) for (_, cells), r in zip(rows, classes))
+    assert "The 50 of 120 classes with the lowest label quality score" in text
+    assert 'k3&amp;&lt;3&gt; (3)' in text and "k3&<3>" not in text
+
+    pairs = health_file(out, "overlapping_classes")
+    rows = table_rows(text, "overlaps")
+    assert [(int(a["data-class-a"]), int(a["data-class-b"])) for a, _ in rows] == [
+        (r["class_index_a"], r["class_index_b"]) for r in pairs[:15]]
+
+    joint = health_file(out, "confident_joint")
+    mass = np.zeros(k)
+    for r in joint:
+        if r["given_label"] != r["likely_true_label"]:
+            mass[r["given_label"]] += r["count"]
+            mass[r["likely_true_label"]] += r["count"]
+    top = sorted(sorted(range(k), key=lambda c: (-mass[c], c))[:30])
+    assert set(range(21)) <= set(top)  # the classes that gave up labels and the one that took the last
+    fig = svgs(text)["confident-joint"]
+    assert joint_cells(fig) == {(r["given_label"], r["likely_true_label"]): r["count"] for r in joint
+                                if r["given_label"] in top and r["likely_true_label"] in top}
+    row_ticks = [t.text for t in fig.iter(SVG_NS + "text") if t.get("text-anchor") == "end" and not t.get("transform")]
+    full = [f"k{c}&<{c}> ({c})" for c in top]
+    assert row_ticks == [label if len(label) <= 16 else label[:15] + "…" for label in full]
+    assert "The 30 of 120 classes with the most off-diagonal mass" in text
+
+
+def test_confident_joint_heat_map_for_45_and_10_000_classes():
+    """Every class up to 60 (numbered ticks past 30); past that 30 classes, however large K is."""
+    rng = np.random.default_rng(2)
+    for k in (45, 10_000):
+        given = rng.integers(0, k, 20_000)
+        likely_true = np.where(rng.random(20_000) < 0.7, given, rng.integers(0, k, 20_000))
+        codes, counts = np.unique(given * k + likely_true, return_counts=True)
+        svg, truncated = figures.confident_joint_figure(codes // k, codes % k, counts, k, None)
+        root = ET.fromstring(svg)
+        cells = joint_cells(root)
+        assert len(svg) < 20_000 + 200 * len(cells)  # grows with the cells drawn, not with K
+        row_ticks = [t.text for t in root.iter(SVG_NS + "text") if t.get("text-anchor") == "end"
+                     and not t.get("transform")]
+        if k == 45:
+            assert not truncated
+            assert cells == dict(zip(zip((codes // k).tolist(), (codes % k).tolist()), counts.tolist()))
+            assert row_ticks == [str(c) for c in range(0, 45, 4)]
+        else:
+            off = (codes // k) != (codes % k)
+            mass = (np.bincount(codes[off] // k, counts[off], k) + np.bincount(codes[off] % k, counts[off], k))
+            top = sorted(np.lexsort((np.arange(k), -mass))[:30].tolist())
+            assert truncated and row_ticks == [str(c) for c in top]
+            assert cells == {(int(c // k), int(c % k)): int(v) for c, v in zip(codes, counts)
+                             if c // k in top and c % k in top}
+
+
+def test_an_output_without_health_files_still_reports(mnist_dir, tmp_path):
+    """An output of a version before the health files: a note instead of the section."""
+    out = tmp_path / "old"
+    shutil.copytree(mnist_dir, out)
+    summary = json.loads((out / "summary.json").read_text())
+    for name in summary["confident_joint_files"] + summary["class_health_files"] + summary["overlapping_classes_files"]:
+        (out / name).unlink()
+    for key in HEALTH_SUMMARY_KEYS:
+        del summary[key]
+    (out / "summary.json").write_text(json.dumps(summary))
+    report.write_report(str(out))
+    text, parser = parse_report(out)
+    assert "holds no dataset health figures" in text
+    assert "overall_label_health_score" not in parser.cards
+    assert_self_contained(out, BASE_FIGURES - {"confident-joint"})
+    assert len(parser.issue_rows) == summary["num_label_issues"]
+
+    # One health file missing from a newer summary: the rest of the section still shows.
+    out = tmp_path / "partial"
+    shutil.copytree(mnist_dir, out)
+    summary = json.loads((out / "summary.json").read_text())
+    summary["class_health_files"] = []
+    (out / "summary.json").write_text(json.dumps(summary))
+    report.write_report(str(out))
+    text, parser = parse_report(out)
+    assert "This run wrote no class_health file." in text
+    assert float(parser.cards["overall_label_health_score"]["value"]) == summary["overall_label_health_score"]
+    assert table_rows(text, "overlaps") and "confident-joint" in svgs(text)
+
+
+def test_no_valid_example_no_health(tmp_path):
+    out = make_output_dir(tmp_path, np.full(50, 7), np.full((50, 3), 1 / 3), on_invalid="skip")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_examples"] == 0 and summary["overall_label_health_score"] is None
+    report.write_report(str(out))
+    text, parser = parse_report(out)
+    assert "No valid example was read, so there is no health to show." in text
+    assert "overall_label_health_score" not in parser.cards
+    assert "confident-joint" not in svgs(text)
+
+
+def test_health_rows_are_ranked_whatever_order_the_file_holds(mnist_named_dir, tmp_path):
+    out = tmp_path / "shuffled"
+    shutil.copytree(mnist_named_dir, out)
+    for prefix in ("class_health", "overlapping_classes"):
+        path = out / f"{prefix}-00000-of-00001.parquet"
+        table = pq.read_table(path)
+        pq.write_table(table.take(np.random.default_rng(0).permutation(table.num_rows)), path)
+    report.write_report(str(out))
+    text, _ = parse_report(out)
+    original, _ = parse_report(mnist_named_dir)
+    for table_class in ("health-classes", "overlaps"):
+        assert table_rows(text, table_class) == table_rows(original, table_class)
 
 
 # --------------------------------------------------------------------------

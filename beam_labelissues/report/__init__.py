@@ -2,9 +2,9 @@
 
 Needs nothing beyond the package itself: the figures are inline SVG written by
 hand and the issues table is sorted and filtered by an inline script. It runs
-where the pipeline was launched, after the run, and reads only summary.json and
-the ``label_issues`` files (see ``report.data``), plus a human review file and
-local image files for thumbnails when asked.
+where the pipeline was launched, after the run, and reads only summary.json, the
+``label_issues`` files and the small health files (see ``report.data``), plus a
+human review file and local image files for thumbnails when asked.
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
 """What the report shows, read once from a run's output directory through ``io.outputs``.
 
-Only summary.json and the ``label_issues`` files are read: the first
-``SHOWN_ISSUES`` rows with every column (the page's issues table), then one
+Only summary.json, the ``label_issues`` files and the small health files are read:
+the first ``SHOWN_ISSUES`` issues with every column (the page's issues table), then one
 streaming pass over a few columns for the aggregates, so the report stays cheap
 however large the dataset was. The per-example ``label_quality_scores`` files are
 never opened. With a human review, the reviewed issues are found in the same pass.
+The health files (``confident_joint``, ``class_health``, ``overlapping_classes``) hold at
+most one row per class pair, whatever the number of examples; the ``noise_matrices`` file
+is not read.
 """
 
 from __future__ import annotations
@@ -75,6 +78,30 @@ class IssueTable:
 
 
 @dataclasses.dataclass
+class DatasetHealth:
+    """The dataset's health: summary.json's figures and the health files, as the run wrote them.
+
+    Each part is None where the run did not write it (a version before the health files;
+    a run without a valid example). ``classes`` and ``overlapping`` are sorted as the
+    output contract orders them, whatever order their files came in.
+    """
+
+    overall_label_health_score: Optional[float]
+    num_confident_learning_issues: Optional[int]
+    # the calibrated confident joint's non-zero cells (int64 arrays of one length)
+    joint_given: Optional[np.ndarray]
+    joint_likely_true: Optional[np.ndarray]
+    joint_counts: Optional[np.ndarray]
+    classes: Optional[pa.Table]  # class_health: by label_quality_score ascending, ties by class index
+    overlapping: Optional[pa.Table]  # overlapping_classes: by joint_probability descending, ties by (a, b)
+    files: List[str] = dataclasses.field(default_factory=list)  # the health files read
+
+    @property
+    def has_joint(self) -> bool:
+        return self.joint_counts is not None
+
+
+@dataclasses.dataclass
 class ReportData:
     """The summary of a run, the aggregates of its issues, and the class names to show."""
 
@@ -84,6 +111,7 @@ class ReportData:
     class_names: Optional[List[str]]
     review: Optional[HumanReview] = None
     thumbnails: Dict[int, str] = dataclasses.field(default_factory=dict)  # shown row -> data URI
+    health: Optional[DatasetHealth] = None  # None for an output without any health figure
 
     @property
     def num_classes(self) -> int:
@@ -126,7 +154,7 @@ class ReportData:
         shown = _read_shown(output_dir, summary)
         issues, review = _read_issues(output_dir, summary, edges, shown, human_review, review_name)
         images = thumbnails.thumbnails(shown.column("uri").to_pylist()) if "uri" in shown.schema.names else {}
-        return cls(output_dir, summary, issues, names, review, images)
+        return cls(output_dir, summary, issues, names, review, images, _read_health(output_dir, summary))
 
 
 def _read_shown(output_dir: str, summary: outputs.Summary) -> pa.Table:
@@ -218,3 +246,58 @@ def _read_issues(output_dir: str, summary: outputs.Summary, bin_edges: Optional[
         score_max=None if num_rows == 0 else score_max,
     )
     return issues, human
+
+
+_JOINT_COLUMNS = ("given_label", "likely_true_label", "count")
+_CLASS_HEALTH_COLUMNS = ("class_index", "label_issues", "inverse_label_issues", "label_noise",
+                         "inverse_label_noise", "label_quality_score")
+_OVERLAP_COLUMNS = ("class_index_a", "class_index_b", "num_overlapping_examples", "joint_probability")
+
+
+def _health_table(output_dir: str, summary: outputs.Summary, prefix: str,
+                  columns: Sequence[str], class_columns: Sequence[str]) -> Optional[pa.Table]:
+    """One health table with only ``columns`` (the name columns are not needed: the report
+    names classes from ``class_names``), or None; its class columns must lie in 0..K-1."""
+    table = outputs.read_health_table(output_dir, summary, prefix)
+    if table is None:
+        return None
+    missing = set(columns) - set(table.schema.names)
+    if missing:
+        raise ValueError(f"the {prefix} file(s) in {output_dir} lack the columns {sorted(missing)}")
+    table = table.select(list(columns))
+    k = int(summary.num_classes)
+    for name in class_columns:
+        low, high = pc.min_max(table.column(name)).values()
+        if table.num_rows and (low.as_py() < 0 or high.as_py() >= k):
+            raise ValueError(f"the {prefix} file(s) in {output_dir} hold a class outside 0..{k - 1} in {name}")
+    return table
+
+
+def _read_health(output_dir: str, summary: outputs.Summary) -> Optional[DatasetHealth]:
+    """The summary's health figures and the health files the report draws, each read once."""
+    joint = _health_table(output_dir, summary, outputs.CONFIDENT_JOINT_PREFIX, _JOINT_COLUMNS, _JOINT_COLUMNS[:2])
+    classes = _health_table(output_dir, summary, outputs.CLASS_HEALTH_PREFIX, _CLASS_HEALTH_COLUMNS,
+                            _CLASS_HEALTH_COLUMNS[:1])
+    overlapping = _health_table(output_dir, summary, outputs.OVERLAPPING_CLASSES_PREFIX, _OVERLAP_COLUMNS,
+                                _OVERLAP_COLUMNS[:2])
+    score, num_issues = summary.overall_label_health_score, summary.num_confident_learning_issues
+    if joint is None and classes is None and overlapping is None and score is None and num_issues is None:
+        return None
+    if classes is not None:
+        classes = classes.sort_by([("label_quality_score", "ascending"), ("class_index", "ascending")])
+    if overlapping is not None:
+        overlapping = overlapping.sort_by([("joint_probability", "descending"), ("class_index_a", "ascending"),
+                                           ("class_index_b", "ascending")])
+    columns = [None, None, None] if joint is None else [
+        joint.column(name).to_numpy().astype(np.int64, copy=False) for name in _JOINT_COLUMNS]
+    files = summary.confident_joint_files + summary.class_health_files + summary.overlapping_classes_files
+    return DatasetHealth(
+        overall_label_health_score=None if score is None else float(score),
+        num_confident_learning_issues=None if num_issues is None else int(num_issues),
+        joint_given=columns[0],
+        joint_likely_true=columns[1],
+        joint_counts=columns[2],
+        classes=classes,
+        overlapping=overlapping,
+        files=list(files),
+    )

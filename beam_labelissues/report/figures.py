@@ -7,24 +7,28 @@ deterministic. Marks carry ``data-*`` attributes with the numbers they draw (the
 tests compare them with summary.json) and a ``<title>`` that browsers show on hover.
 
 Large K stays readable: the per-class bars show the classes with the most issues,
-the heat map groups classes into blocks, and the thresholds are drawn per block
-of classes (lowest, mean and highest threshold) past a few hundred classes.
+the issues heat map groups classes into blocks, the confident-joint heat map shows the
+classes with the most off-diagonal mass, and the thresholds are drawn per block of
+classes (lowest, mean and highest threshold) past a few hundred classes. Both heat maps
+are drawn by one function, ``_heat_map``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from beam_labelissues.report.format import class_label, esc, fmt_int, fmt_score, short_label
+from beam_labelissues.report.format import class_label, clip_label, esc, fmt_int, fmt_score, short_label
 
 CLASS_BARS_MAX = 40  # classes drawn in the issues-per-class chart
 HEATMAP_FULL_MAX_K = 60  # above this, the heat map aggregates classes into blocks
 HEATMAP_BLOCKS = 50  # number of blocks per axis when aggregating
 HEATMAP_ANNOTATE_MAX_K = 20  # write counts into the cells up to this many classes
 HEATMAP_TICK_LABELS_MAX_K = 30  # class names as tick labels up to this many classes
+JOINT_TOP_CLASSES = 30  # classes in the confident-joint heat map past HEATMAP_FULL_MAX_K
 THRESHOLD_BARS_MAX = 400  # one bar per class up to this many classes, then blocks
 REVIEW_BUCKETS = 10  # rank ranges in the human-review chart
 
@@ -303,6 +307,89 @@ def _heat_color(t: float) -> str:
     return "#" + "".join(f"{c:02x}" for c in rgb)
 
 
+@dataclasses.dataclass(frozen=True)
+class _HeatAxes:
+    """What a heat map's rows, columns and cells stand for."""
+
+    row_attr: str  # the data-* attribute of a cell's row key, and the word in its hover text
+    col_attr: str
+    row_word: str
+    col_word: str
+    unit: str  # what a cell counts, for the hover text and the colour bar
+
+
+def _heat_map(matrix: np.ndarray, keys: Sequence[int], labels: Sequence[str], tick_numbers: Sequence[int],
+              named_ticks: bool, axes: _HeatAxes, axis_labels: Tuple[str, str], outline: bool,
+              figure: str, title: str) -> str:
+    """A square heat map of counts on the YlOrRd ramp, with its colour bar.
+
+    ``matrix[i, j]`` is drawn at row i, column j; ``keys[i]`` is the number position i's
+    cells carry in their data-* attributes (a class or block index) and ``labels[i]`` its
+    text. Ticks are the labels, shortened (``named_ticks``), or every few positions'
+    ``tick_numbers``. ``axis_labels`` is (x, y). Counts are written into the cells up to
+    HEATMAP_ANNOTATE_MAX_K positions; the colour scale turns log10 past a count of 50, so a
+    few heavy cells do not wash out the rest.
+    """
+    size = matrix.shape[0]
+    vmax = max(2, int(matrix.max(initial=0)))
+    log = vmax > 50
+
+    def level(value: int) -> float:
+        return math.log(value) / math.log(vmax) if log else value / vmax
+
+    ticks = [clip_label(label, 16) for label in labels] if named_ticks else []
+    longest = max((len(t) for t in ticks), default=1)
+    left = 40 + 7 * longest if named_ticks else 80
+    top = 20
+    cell = min(56.0, 560.0 / size)
+    grid = cell * size
+    bottom = 40 + 5 * longest if named_ticks else 50
+    height = top + grid + bottom
+    body = [f'<rect x="0" y="0" width="{_WIDTH}" height="{_n(height)}" fill="#fff"/>',
+            f'<rect x="{left}" y="{top}" width="{_n(grid)}" height="{_n(grid)}" fill="#fff" stroke="#bbb"/>']
+    if outline and size <= 100:  # outline the cells so empty ones still read as a grid
+        lines = "".join(f"M{_n(left + cell * i)} {top}v{_n(grid)}M{left} {_n(top + cell * i)}h{_n(grid)}"
+                        for i in range(1, size))
+        body.append(f'<path d="{lines}" stroke="{GRID_COLOR}" stroke-width="0.8"/>')
+    cells, notes = [], []
+    for i, j in zip(*np.nonzero(matrix)):
+        value = int(matrix[i, j])
+        t = level(value)
+        what = f"{axes.row_word} {labels[i]}, {axes.col_word} {labels[j]}"
+        cx, cy = left + cell * j, top + cell * i
+        cells.append(
+            f'<rect data-{axes.row_attr}="{int(keys[i])}" data-{axes.col_attr}="{int(keys[j])}" '
+            f'data-count="{value}" x="{_n(cx)}" y="{_n(cy)}" width="{_n(cell)}" height="{_n(cell)}" '
+            f'fill="{_heat_color(t)}"><title>{esc(what)}: {fmt_int(value)} {axes.unit}</title></rect>'
+        )
+        if size <= HEATMAP_ANNOTATE_MAX_K:
+            color = "#fff" if t > 0.6 else "#222"
+            notes.append(_text(cx + cell / 2, cy + cell / 2 + 4, fmt_int(value), "middle", 10,
+                               extra=f' fill="{color}"'))
+    body.append(f'<g class="cells" shape-rendering="crispEdges">{"".join(cells)}</g>')
+    body.extend(notes)
+    if named_ticks:
+        for k, label in enumerate(ticks):
+            cy = top + cell * k + cell / 2 + 4
+            body.append(_text(left - 6, cy, label, "end", 11))
+            cx = left + cell * k + cell / 2
+            ty = top + grid + 8
+            body.append(_text(cx, ty, label, "end", 11, extra=f' transform="rotate(-60 {_n(cx)} {_n(ty)})"'))
+    else:
+        for k in range(0, size, max(1, size // 10)):
+            body.append(_text(left - 6, top + cell * k + cell / 2 + 4, str(tick_numbers[k]), "end", 11))
+            body.append(_text(left + cell * k + cell / 2, top + grid + 16, str(tick_numbers[k]), "middle", 11))
+    x_label, y_label = axis_labels
+    body.append(_text(left + grid / 2, height - 12, x_label, "middle"))
+    body.append(_text(16, top + grid / 2, y_label, "middle",
+                      extra=f' transform="rotate(-90 16 {_n(top + grid / 2)})"'))
+    body.append(_colorbar(left + grid + 40, top, min(grid, 300.0), vmax, log, axes.unit, f"heat-ramp-{figure}"))
+    return _svg(height, title, body, figure)
+
+
+_CONFUSION_AXES = _HeatAxes("given", "predicted", "given", "predicted", "label issues")
+
+
 def confusion_figure(pair_codes: np.ndarray, pair_counts: np.ndarray, num_classes: int,
                       names: Optional[Sequence[str]]) -> Tuple[str, int]:
     """Heat map of issues by (given, predicted); large K is drawn in class blocks.
@@ -312,83 +399,31 @@ def confusion_figure(pair_codes: np.ndarray, pair_counts: np.ndarray, num_classe
     block = heatmap_block(num_classes)
     matrix = dense_confusion(pair_codes, pair_counts, num_classes, block)
     size = matrix.shape[0]
-    vmax = max(2, int(matrix.max(initial=0)))
-    log = vmax > 50  # a few heavy pairs would wash out the rest on a linear scale
-
-    def level(value: int) -> float:
-        return math.log(value) / math.log(vmax) if log else value / vmax
-
-    named_ticks = block == 1 and size <= HEATMAP_TICK_LABELS_MAX_K
-    left = 40 + 7 * max((len(short_label(k, names, 16)) for k in range(size)), default=1) if named_ticks else 80
-    top = 20
-    cell = min(56.0, 560.0 / size)
-    grid = cell * size
-    longest = max((len(short_label(k, names, 16)) for k in range(size)), default=1) if named_ticks else 0
-    bottom = 40 + 5 * longest if named_ticks else 50
-    height = top + grid + bottom
-    body = [f'<rect x="0" y="0" width="{_WIDTH}" height="{_n(height)}" fill="#fff"/>',
-            f'<rect x="{left}" y="{top}" width="{_n(grid)}" height="{_n(grid)}" fill="#fff" stroke="#bbb"/>']
-    if block == 1 and size <= 100:  # outline the cells so empty ones still read as a grid
-        lines = "".join(f"M{_n(left + cell * i)} {top}v{_n(grid)}M{left} {_n(top + cell * i)}h{_n(grid)}"
-                        for i in range(1, size))
-        body.append(f'<path d="{lines}" stroke="{GRID_COLOR}" stroke-width="0.8"/>')
-    cells, notes = [], []
-    for i, j in zip(*np.nonzero(matrix)):
-        value = int(matrix[i, j])
-        t = level(value)
-        if block == 1:
-            what = f"given {class_label(int(i), names)}, predicted {class_label(int(j), names)}"
-        else:
-            g0, p0 = int(i) * block, int(j) * block
-            what = (f"given {g0}–{min(g0 + block, num_classes) - 1}, "
-                    f"predicted {p0}–{min(p0 + block, num_classes) - 1}")
-        cx, cy = left + cell * j, top + cell * i
-        cells.append(
-            f'<rect data-given="{int(i)}" data-predicted="{int(j)}" data-count="{value}" '
-            f'x="{_n(cx)}" y="{_n(cy)}" width="{_n(cell)}" height="{_n(cell)}" fill="{_heat_color(t)}">'
-            f"<title>{esc(what)}: {fmt_int(value)} label issues</title></rect>"
-        )
-        if block == 1 and size <= HEATMAP_ANNOTATE_MAX_K:
-            color = "#fff" if t > 0.6 else "#222"
-            notes.append(_text(cx + cell / 2, cy + cell / 2 + 4, fmt_int(value), "middle", 10,
-                               extra=f' fill="{color}"'))
-    body.append(f'<g class="cells" shape-rendering="crispEdges">{"".join(cells)}</g>')
-    body.extend(notes)
-    if named_ticks:
-        for k in range(size):
-            label = short_label(k, names, 16)
-            cy = top + cell * k + cell / 2 + 4
-            body.append(_text(left - 6, cy, label, "end", 11))
-            cx = left + cell * k + cell / 2
-            ty = top + grid + 8
-            body.append(_text(cx, ty, label, "end", 11, extra=f' transform="rotate(-60 {_n(cx)} {_n(ty)})"'))
-        x_label, y_label = "predicted label", "given label"
+    firsts = [k * block for k in range(size)]
+    if block == 1:
+        labels = [class_label(k, names) for k in range(size)]
+        axis_labels = ("predicted label", "given label")
     else:
-        step = max(1, size // 10)
-        for k in range(0, size, step):
-            first = k * block
-            body.append(_text(left - 6, top + cell * k + cell / 2 + 4, str(first), "end", 11))
-            body.append(_text(left + cell * k + cell / 2, top + grid + 16, str(first), "middle", 11))
-        if block == 1:
-            x_label, y_label = "predicted label", "given label"
-        else:
-            x_label = f"predicted label (blocks of {block} classes, by first class index)"
-            y_label = f"given label (blocks of {block} classes)"
-    body.append(_text(left + grid / 2, height - 12, x_label, "middle"))
-    body.append(_text(16, top + grid / 2, y_label, "middle",
-                      extra=f' transform="rotate(-90 16 {_n(top + grid / 2)})"'))
-    body.append(_colorbar(left + grid + 40, top, min(grid, 300.0), vmax, log))
-    return _svg(height, "Heat map of issues by given and predicted label", body, "confusion"), block
+        labels = [f"{first}–{min(first + block, num_classes) - 1}" for first in firsts]
+        axis_labels = (f"predicted label (blocks of {block} classes, by first class index)",
+                       f"given label (blocks of {block} classes)")
+    svg = _heat_map(matrix, range(size), labels, firsts, block == 1 and size <= HEATMAP_TICK_LABELS_MAX_K,
+                    _CONFUSION_AXES, axis_labels, outline=block == 1, figure="confusion",
+                    title="Heat map of issues by given and predicted label")
+    return svg, block
 
 
-def _colorbar(x: float, y: float, length: float, vmax: int, log: bool) -> str:
-    """A vertical colour bar from the ramp with its count ticks (log or linear)."""
+def _colorbar(x: float, y: float, length: float, vmax: int, log: bool, unit: str, gradient_id: str) -> str:
+    """A vertical colour bar from the ramp with its count ticks (log or linear).
+
+    ``gradient_id`` must be unique in the page: every inline SVG shares the document's ids.
+    """
     stops = "".join(
         f'<stop offset="{i / (len(_HEAT_RAMP) - 1):.3f}" stop-color="{c}"/>' for i, c in enumerate(reversed(_HEAT_RAMP))
     )
     parts = [
-        f'<defs><linearGradient id="heat-ramp" x1="0" y1="0" x2="0" y2="1">{stops}</linearGradient></defs>',
-        f'<rect x="{_n(x)}" y="{_n(y)}" width="16" height="{_n(length)}" fill="url(#heat-ramp)" stroke="#bbb"/>',
+        f'<defs><linearGradient id="{gradient_id}" x1="0" y1="0" x2="0" y2="1">{stops}</linearGradient></defs>',
+        f'<rect x="{_n(x)}" y="{_n(y)}" width="16" height="{_n(length)}" fill="url(#{gradient_id})" stroke="#bbb"/>',
     ]
     if log:
         ticks = [10 ** e for e in range(0, int(math.log10(vmax)) + 1)]
@@ -400,11 +435,66 @@ def _colorbar(x: float, y: float, length: float, vmax: int, log: bool) -> str:
         ty = y + length * (1 - p)
         parts.append(f'<path d="M{_n(x + 16)} {_n(ty)}h4" stroke="#555"/>')
         parts.append(_text(x + 24, ty + 4, fmt_int(t), size=11))
-    label = "label issues" + (" (log scale)" if log else "")
+    label = unit + (" (log scale)" if log else "")
     cx = x + 80
     parts.append(_text(cx, y + length / 2, label, "middle", 12,
                        extra=f' transform="rotate(-90 {_n(cx)} {_n(y + length / 2)})"'))
     return '<g class="colorbar">' + "".join(parts) + "</g>"
+
+
+# --- the calibrated confident joint ------------------------------------------------------------
+
+
+def joint_heatmap_classes(given: np.ndarray, likely_true: np.ndarray, counts: np.ndarray,
+                          num_classes: int) -> Tuple[np.ndarray, bool]:
+    """The classes the confident-joint heat map draws, and whether that is fewer than all.
+
+    Every class up to HEATMAP_FULL_MAX_K; past that the JOINT_TOP_CLASSES with the most
+    off-diagonal mass (the examples given the class whose likely true label is another, plus
+    those of another given label likely of this class; ties by the lower index). Either way
+    in index order, so the diagonal stays the diagonal and a class is found by its number.
+    """
+    if num_classes <= HEATMAP_FULL_MAX_K:
+        return np.arange(num_classes), False
+    off = given != likely_true
+    weights = counts[off].astype(np.float64)
+    mass = (np.bincount(given[off], weights=weights, minlength=num_classes)
+            + np.bincount(likely_true[off], weights=weights, minlength=num_classes))
+    return np.sort(np.lexsort((np.arange(num_classes), -mass))[:JOINT_TOP_CLASSES]), True
+
+
+_JOINT_AXES = _HeatAxes("given", "likely-true", "given", "likely true", "examples")
+
+
+def confident_joint_figure(given: np.ndarray, likely_true: np.ndarray, counts: np.ndarray, num_classes: int,
+                           names: Optional[Sequence[str]]) -> Tuple[str, bool]:
+    """Heat map of the calibrated confident joint: examples by (given, likely true label).
+
+    The cells are the joint's non-zero cells (``given``, ``likely_true``, ``counts``, as in
+    ``confident_joint-*.parquet``). Past HEATMAP_FULL_MAX_K classes only the classes of
+    ``joint_heatmap_classes`` are drawn. Returns the SVG and
+    whether classes were left out.
+    """
+    given = np.asarray(given, np.int64)
+    likely_true = np.asarray(likely_true, np.int64)
+    counts = np.asarray(counts, np.int64)
+    classes, truncated = joint_heatmap_classes(given, likely_true, counts, num_classes)
+    position = np.full(num_classes, -1, np.int64)
+    position[classes] = np.arange(len(classes))
+    rows, cols = position[given], position[likely_true]
+    kept = (rows >= 0) & (cols >= 0)
+    matrix = np.zeros((len(classes), len(classes)), np.int64)
+    np.add.at(matrix, (rows[kept], cols[kept]), counts[kept])
+    labels = [class_label(int(k), names) for k in classes]
+    axis_labels = ("likely true label", "given label")
+    if truncated:
+        axis_labels = (f"likely true label ({len(classes)} of {num_classes:,} classes with the most off-diagonal mass)",
+                       "given label")
+    svg = _heat_map(matrix, classes, labels, classes.tolist(),
+                    truncated or len(classes) <= HEATMAP_TICK_LABELS_MAX_K, _JOINT_AXES, axis_labels,
+                    outline=True, figure="confident-joint",
+                    title="Heat map of the calibrated confident joint: given label by likely true label")
+    return svg, truncated
 
 
 # --- confident thresholds ------------------------------------------------------------------

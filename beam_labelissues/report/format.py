@@ -36,5 +36,9 @@ def class_label(k: int, names: Sequence[str] | None) -> str:
 
 def short_label(k: int, names: Sequence[str] | None, width: int = 18) -> str:
     """A class label short enough for an axis tick."""
-    label = class_label(k, names)
+    return clip_label(class_label(k, names), width)
+
+
+def clip_label(label: str, width: int) -> str:
+    """``label`` cut to ``width`` characters, the last one an ellipsis when cut."""
     return label if len(label) <= width else label[: width - 1] + "…"

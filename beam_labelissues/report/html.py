@@ -5,9 +5,9 @@ so it can be mailed or archived as is.
 
 The page is a list of sections, each a function of the ``ReportData`` that
 returns its HTML (or "" to leave itself out); ``SECTIONS`` sets their order.
-A new section is one more such function added to ``SECTIONS``; a section that
-needs more than summary.json and the issues reads its own files from
-``report.output_dir`` through ``io.outputs``.
+A new section is one more such function added to ``SECTIONS``; what it shows
+comes from ``ReportData``, which reads every file of the output directory the
+report needs once, through ``io.outputs`` (``report.data``).
 """
 
 from __future__ import annotations
@@ -19,12 +19,15 @@ import numpy as np
 
 from beam_labelissues import example_uris
 from beam_labelissues._version import __version__
+from beam_labelissues.io import outputs
 from beam_labelissues.report import data, figures
 from beam_labelissues.report.data import ReportData
 from beam_labelissues.report.format import class_label, esc, fmt_int, fmt_pct, fmt_score
 
 CLASS_TABLE_MAX_K = 50  # per-class table (with thresholds) only up to this many classes
 TOP_PAIRS = 15  # rows in the table of the most frequent (given, predicted) pairs
+HEALTH_CLASSES_MAX = 50  # rows of the classes ranked by label quality (the lowest first)
+TOP_OVERLAPS = 15  # rows of the most overlapping class pairs
 ISSUES_PAGE_ROWS = 100  # rows per page of the interactive issues table
 
 Section = Callable[[ReportData], str]
@@ -109,6 +112,143 @@ def headline_section(report: ReportData) -> str:
     return (
         '<section id="headline"><div class="cards">' + "".join(cards) + "</div>"
         f'<table class="settings">{rows}</table></section>'
+    )
+
+
+def _ranked_classes_table(health: data.DatasetHealth, names: Optional[Sequence[str]], files: str) -> str:
+    """The classes with the lowest label quality score, all of them up to HEALTH_CLASSES_MAX."""
+    head = "<h3>Classes ranked by label quality</h3>"
+    if health.classes is None:
+        return head + '<p class="empty">This run wrote no class_health file.</p>'
+    rows = health.classes.slice(0, HEALTH_CLASSES_MAX).to_pylist()
+    total = health.classes.num_rows
+    if total > len(rows):
+        note = (f"<p>The {fmt_int(len(rows))} of {fmt_int(total)} classes with the lowest label quality "
+                f"score; {esc(files)} lists every class.</p>")
+    else:
+        note = "<p>Every class, the lowest label quality score first.</p>"
+    note += (
+        "<p>Label issues: examples given the class that likely belong to another; inverse label issues: "
+        "examples of the class given another label. Label noise is the share of the examples given the "
+        "class that likely belong to another, inverse label noise the share of the class's likely members "
+        "given another label; the label quality score is 1 − label noise.</p>"
+    )
+    body = "".join(
+        f'<tr data-class-index="{row["class_index"]}"><td>{esc(class_label(row["class_index"], names))}</td>'
+        f'<td class="num">{fmt_int(row["label_issues"])}</td>'
+        f'<td class="num">{fmt_int(row["inverse_label_issues"])}</td>'
+        f'<td class="num">{esc(fmt_score(row["label_noise"]))}</td>'
+        f'<td class="num">{esc(fmt_score(row["inverse_label_noise"]))}</td>'
+        f'<td class="num">{esc(fmt_score(row["label_quality_score"]))}</td></tr>'
+        for row in rows
+    )
+    return (
+        head + note + '<table class="health-classes"><thead><tr><th>Class</th>'
+        '<th class="num">Label issues</th><th class="num">Inverse label issues</th>'
+        '<th class="num">Label noise</th><th class="num">Inverse label noise</th>'
+        f'<th class="num">Label quality score</th></tr></thead><tbody>{body}</tbody></table>'
+    )
+
+
+def _overlapping_pairs_table(health: data.DatasetHealth, names: Optional[Sequence[str]], files: str) -> str:
+    """The TOP_OVERLAPS class pairs with the largest joint probability."""
+    head = "<h3>Most overlapping class pairs</h3>"
+    if health.overlapping is None:
+        return head + '<p class="empty">This run wrote no overlapping_classes file.</p>'
+    total = health.overlapping.num_rows
+    if total == 0:
+        return head + '<p class="empty">No two classes overlap: the confident joint has no off-diagonal cell.</p>'
+    rows = health.overlapping.slice(0, TOP_OVERLAPS).to_pylist()
+    shown = (f"The {fmt_int(len(rows))} of {fmt_int(total)} overlapping pairs with the largest joint probability "
+             f"({esc(files)} lists them all)" if total > len(rows) else f"All {fmt_int(total)} overlapping pairs")
+    note = (
+        f"<p>{shown}. A pair's joint probability is the estimated share of the dataset whose given label is "
+        "one class of the pair and whose true label is the other, both ways; overlapping examples are that "
+        "share times the number of examples.</p>"
+    )
+    body = "".join(
+        f'<tr data-class-a="{row["class_index_a"]}" data-class-b="{row["class_index_b"]}">'
+        f'<td>{esc(class_label(row["class_index_a"], names))}</td>'
+        f'<td>{esc(class_label(row["class_index_b"], names))}</td>'
+        f'<td class="num">{fmt_int(row["num_overlapping_examples"])}</td>'
+        f'<td class="num">{esc(fmt_score(row["joint_probability"]))}</td></tr>'
+        for row in rows
+    )
+    return (
+        head + note + '<table class="overlaps"><thead><tr><th>Class A</th><th>Class B</th>'
+        '<th class="num">Overlapping examples</th><th class="num">Joint probability</th></tr></thead>'
+        f"<tbody>{body}</tbody></table>"
+    )
+
+
+def _confident_joint_figure(health: data.DatasetHealth, num_classes: int, names: Optional[Sequence[str]],
+                            files: str) -> str:
+    head = "<h3>Confident joint</h3>"
+    if not health.has_joint:
+        return head + '<p class="empty">This run wrote no confident_joint file.</p>'
+    svg, truncated = figures.confident_joint_figure(health.joint_given, health.joint_likely_true,
+                                                    health.joint_counts, num_classes, names)
+    intro = (
+        "<p>The calibrated confident joint: how many examples of each given label (row) likely belong to each "
+        "class (column). The diagonal holds the labels confident learning agrees with; every off-diagonal "
+        "cell is a likely kind of label error.</p>"
+    )
+    if truncated:
+        intro += (
+            f"<p>The {figures.JOINT_TOP_CLASSES} of {fmt_int(num_classes)} classes with the most off-diagonal "
+            "mass (examples given the class that likely belong to another, plus examples of another given "
+            f"label that likely belong to it), in class order; {esc(files)} holds every cell.</p>"
+        )
+    return head + intro + svg
+
+
+def _health_score_text(score: Optional[float]) -> str:
+    """Four decimals, more where four would round a score below 1 up to 1.0000."""
+    if score is None:
+        return "–"
+    for digits in range(4, 10):
+        text = f"{score:.{digits}f}"
+        if score >= 1 or float(text) < 1:
+            return text
+    return repr(score)
+
+
+def health_section(report: ReportData) -> str:
+    """The dataset's health as confident learning sees it: the overall score, the classes ranked
+    by label quality, the most overlapping class pairs and the confident joint."""
+    head = '<section id="health"><h2>Dataset health</h2>'
+    health, summary = report.health, report.summary
+    if int(summary.num_examples) == 0:
+        return head + '<p class="empty">No valid example was read, so there is no health to show.</p></section>'
+    if health is None:
+        return head + (
+            '<p class="empty">This output directory holds no dataset health figures: the run that wrote it '
+            "predates them. A new run of the same data adds them.</p></section>"
+        )
+    n = int(summary.num_examples)
+    score, issues = health.overall_label_health_score, health.num_confident_learning_issues
+    cards = [
+        _figure_card("overall_label_health_score", "Overall label health score", score,
+                     _health_score_text(score), "1 − confident-learning issues / examples"),
+        _figure_card("num_confident_learning_issues", "Confident-learning issues", issues,
+                     "–" if issues is None else fmt_int(issues),
+                     "" if issues is None else f"of {fmt_int(n)} examples ({fmt_pct(issues, n)})"),
+    ]
+    intro = (
+        "<p>Confident learning's estimate of the whole dataset's label quality, from its confident joint "
+        "(cleanlab's <code>dataset.health_summary</code> figures). The confident-learning issues are the "
+        "examples the confident joint counts off its diagonal whose label the model does not agree with "
+        "(cleanlab's <code>count.num_label_issues</code>), whatever method chose the issues below.</p>"
+    )
+    files = {prefix: ", ".join(report.summary.files_of(prefix)) for prefix in
+             (outputs.CLASS_HEALTH_PREFIX, outputs.OVERLAPPING_CLASSES_PREFIX, outputs.CONFIDENT_JOINT_PREFIX)}
+    k, names = report.num_classes, report.class_names
+    return (
+        head + intro + '<div class="cards">' + "".join(cards) + "</div>"
+        + _ranked_classes_table(health, names, files[outputs.CLASS_HEALTH_PREFIX])
+        + _overlapping_pairs_table(health, names, files[outputs.OVERLAPPING_CLASSES_PREFIX])
+        + _confident_joint_figure(health, k, names, files[outputs.CONFIDENT_JOINT_PREFIX])
+        + "</section>"
     )
 
 
@@ -562,10 +702,11 @@ _ISSUES_SCRIPT = r"""
 """
 
 
-# The sections in page order. A later section (dataset health, say) is one more function here.
+# The sections in page order. A later section is one more function here.
 SECTIONS: List[Section] = [
     header_section,
     headline_section,
+    health_section,
     human_review_section,
     scores_section,
     per_class_section,
@@ -634,7 +775,8 @@ def build_report_html(report: ReportData, sections: Sequence[Section] = SECTIONS
     parts = [section(report) for section in sections]
     summary = report.summary
     footer = f"Generated by beam-labelissues {esc(__version__)} from summary.json"
-    if summary.label_issues_files:
-        footer += " and " + ", ".join(esc(f) for f in summary.label_issues_files)
+    read = summary.label_issues_files + (report.health.files if report.health is not None else [])
+    if read:
+        footer += " and " + ", ".join(esc(f) for f in read)
     script = _ISSUES_SCRIPT if report.issues.num_rows else ""
     return _page("Label issues report", parts, footer + ".", script)
