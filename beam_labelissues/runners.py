@@ -44,6 +44,12 @@ def _runner_name(options: PipelineOptions) -> str:
     return name if name.endswith("runner") else name + "runner"
 
 
+def is_local(runner) -> bool:
+    """Whether ``runner`` (a runner object or name) runs the pipeline in this machine's memory."""
+    name = (runner if isinstance(runner, str) else type(runner).__name__).rsplit(".", 1)[-1].lower()
+    return any(local in name for local in ("direct", "fnapi", "prism", "interactive"))
+
+
 def _given(beam_args: Sequence[str], *names: str) -> bool:
     """Whether the command line gives any of these Beam options."""
     flags = {"--" + name for name in names}

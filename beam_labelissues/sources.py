@@ -8,7 +8,7 @@ this shape, so a new format only says how to split and how to read one piece.
 
 from __future__ import annotations
 
-from typing import Any, List
+from typing import Any, List, Optional
 
 import apache_beam as beam
 import pyarrow as pa
@@ -31,13 +31,15 @@ class ExampleSource(beam.PTransform):
     model disagrees with (compressed, columnar formats): ``FindLabelIssues`` then
     reads it one time less (see ``LabelIssuesOptions.hold_disagreeing_rows``).
     ``unique_ids`` is True when the ids cannot repeat (row numbers); otherwise
-    ``FindLabelIssues`` checks them (see duplicates.py).
+    ``FindLabelIssues`` checks them (see duplicates.py). ``num_rows`` is the number
+    of rows when the source knows it before reading (None otherwise).
     """
 
     id_type: pa.DataType = pa.int64()
     description: str = ""
     decoding_costs_more: bool = False
     unique_ids: bool = False
+    num_rows: Optional[int] = None
 
     def __init__(self, reshuffle: bool = True):
         super().__init__()

@@ -22,7 +22,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
 from beam_labelissues import coders  # noqa: F401  registers the coders of the batch types
-from beam_labelissues import full_method, kernels, tables
+from beam_labelissues import full_method, kernels, runners, tables
 from beam_labelissues.batches import DisagreeingRows, ExampleBatch, IssueCandidates, ScoredBatch
 from beam_labelissues.combiners import (
     NUM_SCORE_BINS,
@@ -777,7 +777,11 @@ class FindLabelIssues(beam.PTransform):
             health = full.health
             boundary_side = no_boundary
         else:
-            if options.holds_disagreeing_rows(getattr(self._source, "decoding_costs_more", False)):
+            if options.holds_disagreeing_rows(
+                getattr(self._source, "decoding_costs_more", False),
+                getattr(self._source, "num_rows", None),
+                runners.is_local(pinput.pipeline.runner),
+            ):
                 shape = self._count_from_held_rows
             else:
                 shape = self._count_from_rereads

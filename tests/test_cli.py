@@ -314,3 +314,23 @@ def test_report_subcommand_takes_a_human_review_exports_and_gates(tmp_path, caps
     assert summary["export_files"] == ["label_issues.csv"] and (out_dir / "label_issues.csv").is_file()
     assert "label_issues.csv" in (out_dir / "report.html").read_text()
     assert cli.main(["report", str(out_dir), "--max_issue_rate", "0.01"]) == 0
+
+
+@pytest.mark.parametrize("given", [None, "jemalloc"])
+def test_the_command_allocates_arrow_memory_with_the_system_allocator_unless_told_otherwise(given):
+    """The command (not the library) switches Arrow to the system allocator, which returns
+    freed row groups to the OS, and passes the choice to local worker processes; an
+    ARROW_DEFAULT_MEMORY_POOL the user set wins."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if given:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = given
+    code = ("import os, pyarrow as pa; from beam_labelissues import cli; before = pa.default_memory_pool().backend_name;"
+            "cli.use_system_allocator(); print(before, pa.default_memory_pool().backend_name,"
+            " os.environ['ARROW_DEFAULT_MEMORY_POOL'])")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
+    if given:
+        assert out == [given, given, given]
+    else:
+        assert out[1:] == ["system", "system"] and out[0] != "system"

@@ -117,3 +117,72 @@ def test_holding_the_disagreeing_rows_gives_the_same_outputs_as_reading_again(tm
                        held["scores"])
         assert len(held["issue_files"]) > 1
         _outputs_equal(held, reread)
+
+
+def test_a_local_runner_holds_the_disagreeing_rows_only_within_its_memory_budget():
+    """On the local runner the held rows are in memory, so by default a run holds them only
+    while every row could be held within the budget; elsewhere they are in the shuffle."""
+    from beam_labelissues import runners
+    from beam_labelissues.options import HELD_ROW_BYTES, LOCAL_HOLD_BUDGET_BYTES, LabelIssuesOptions
+
+    most = LOCAL_HOLD_BUDGET_BYTES // HELD_ROW_BYTES
+    default = LabelIssuesOptions(num_classes=3)
+    assert default.holds_disagreeing_rows(True, most, local_runner=True)
+    assert not default.holds_disagreeing_rows(True, most + 1, local_runner=True)
+    assert not default.holds_disagreeing_rows(True, None, local_runner=True)  # size unknown
+    assert default.holds_disagreeing_rows(True, 10 * most, local_runner=False)
+    assert not default.holds_disagreeing_rows(False, 10, local_runner=False)  # re-reading is cheap
+    forced = LabelIssuesOptions(num_classes=3, hold_disagreeing_rows=True)
+    assert forced.holds_disagreeing_rows(False, 10 * most, local_runner=True)
+    adjusted = LabelIssuesOptions(num_classes=3, hold_disagreeing_rows=True, adjust_pred_probs=True)
+    assert not adjusted.holds_disagreeing_rows(True, 10, local_runner=False)
+
+    from apache_beam.runners.direct.direct_runner import DirectRunner
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    from apache_beam.testing.test_pipeline import TestPipeline
+    for local in (DirectRunner(), FnApiRunner(), "DirectRunner", "PrismRunner", TestPipeline().runner):
+        assert runners.is_local(local), local
+    for remote in ("DataflowRunner", "FlinkRunner", "PortableRunner", "SparkRunner"):
+        assert not runners.is_local(remote), remote
+
+
+def test_the_plan_follows_the_budget_on_a_real_parquet_pipeline(tmp_path, monkeypatch):
+    """A Parquet input within the budget is read twice (the held-rows stages appear);
+    one row over it is read three times; both give cleanlab's answer."""
+    import apache_beam as beam
+    from beam_labelissues import options as options_module
+    from beam_labelissues.io.outputs import WriteLabelIssues
+    from beam_labelissues.io.parquet import ParquetDataset, ReadParquetExamples
+    from beam_labelissues.transforms import FindLabelIssues
+    from input_files import examples_table
+
+    labels, probs = make_dataset(DatasetSpec(1200, 4, "float32", "int64", 0.2, seed=8))
+    path = tmp_path / "examples.parquet"
+    pq.write_table(examples_table(labels, probs), path, row_group_size=500)
+    expected = cleanlab_expected(labels, probs)
+
+    def run(budget_rows):
+        monkeypatch.setattr(options_module, "LOCAL_HOLD_BUDGET_BYTES", budget_rows * options_module.HELD_ROW_BYTES)
+        output_dir = str(tmp_path / f"out-{budget_rows}")
+        pipeline = beam.Pipeline(runner="DirectRunner")
+        source = ReadParquetExamples(ParquetDataset.open(str(path)))
+        _ = pipeline | FindLabelIssues(num_classes=4, source=source) | WriteLabelIssues(output_dir)
+        pipeline.run().wait_until_finish()
+        stages = {node.full_label.rsplit("/", 1)[-1] for node in _applied(pipeline)}
+        return stages, read_output_dir(output_dir)
+
+    held_stages, held = run(1200)
+    reread_stages, reread = run(1199)
+    assert "CountHeldRows" in held_stages and "CountIssues" not in held_stages
+    assert "CountIssues" in reread_stages and "CountHeldRows" not in reread_stages
+    assert_matches(expected, held["issues"], held["summary"])
+    assert held["issues"] == reread["issues"] and held["summary"] == reread["summary"]
+
+
+def _applied(pipeline):
+    nodes, stack = [], [pipeline.transforms_stack[0]]
+    while stack:
+        node = stack.pop()
+        nodes.append(node)
+        stack.extend(node.parts)
+    return nodes

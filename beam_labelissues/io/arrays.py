@@ -342,6 +342,7 @@ class ReadArrayExamples(ExampleSource):
         self.pred_probs = pred_probs
         self.description = f"{labels.describe()} + {pred_probs.describe()}"
         self.unique_ids = True  # row numbers
+        self.num_rows = labels.shape[0]
         self._batch_rows = rows_per_batch(pred_probs.shape[1], pred_probs.dtype.itemsize, batch_size)
         self._block_rows, self._tasks = plan_reads(labels.shape[0], self._batch_rows, pred_probs.chunk_rows)
 
