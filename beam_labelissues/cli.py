@@ -540,19 +540,22 @@ def pipeline_options(beam_args: List[str]) -> PipelineOptions:
     return options
 
 
-def local_worker_args(beam_args: List[str], pred_probs_bytes: int) -> List[str]:
-    """Beam options for the local runner's workers when the user chose none."""
+def local_worker_args(beam_args: List[str], pred_probs_bytes: int, decode_threads: int = 0) -> List[str]:
+    """Beam options for the local runner's workers when the user chose none: one worker
+    process per core from ``MULTI_PROCESS_FROM_BYTES`` of predictions, counting a source's
+    decoding threads as cores they use (Parquet: 100M x 10 on 2 cores took 30.8 s and
+    1.2 GB in one process, 32.4 s and 3.3 GB in two)."""
     if any(arg.split("=", 1)[0] in _LOCAL_WORKER_OPTIONS for arg in beam_args):
         return []
-    cores = os.cpu_count() or 1
-    if pred_probs_bytes < MULTI_PROCESS_FROM_BYTES or cores < 2:
+    workers = (os.cpu_count() or 1) // (1 + decode_threads)
+    if pred_probs_bytes < MULTI_PROCESS_FROM_BYTES or workers < 2:
         return []
     _LOG.info(
         "%.1f GB of predictions: running %d local worker processes (set --direct_num_workers to choose)",
         pred_probs_bytes / 1e9,
-        cores,
+        workers,
     )
-    return [f"--direct_num_workers={cores}", "--direct_running_mode=multi_processing"]
+    return [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
 
 
 def runs_in_one_local_worker(options: PipelineOptions) -> bool:
@@ -644,7 +647,9 @@ def build_pipeline(
 def _build(args, beam_args, source_wrapper, output_dir) -> Tuple[beam.Pipeline, input_files.Inputs]:
     inputs = open_inputs(args)
     options = pipeline_options(
-        beam_args + local_worker_args(beam_args, inputs.pred_probs_bytes) + runners.flink_args(beam_args)
+        beam_args
+        + local_worker_args(beam_args, inputs.pred_probs_bytes, getattr(inputs.source, "decode_threads", 0))
+        + runners.flink_args(beam_args)
     )
     inputs.source.reshuffle = not runs_in_one_local_worker(options)
     try:

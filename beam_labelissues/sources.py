@@ -32,7 +32,8 @@ class ExampleSource(beam.PTransform):
     reads it one time less (see ``LabelIssuesOptions.hold_disagreeing_rows``).
     ``unique_ids`` is True when the ids cannot repeat (row numbers); otherwise
     ``FindLabelIssues`` checks them (see duplicates.py). ``num_rows`` is the number
-    of rows when the source knows it before reading (None otherwise).
+    of rows when the source knows it before reading (None otherwise); ``decode_threads``
+    the threads each reading worker runs beside its own (to size the local workers).
     """
 
     id_type: pa.DataType = pa.int64()
@@ -40,6 +41,7 @@ class ExampleSource(beam.PTransform):
     decoding_costs_more: bool = False
     unique_ids: bool = False
     num_rows: Optional[int] = None
+    decode_threads: int = 0
 
     def __init__(self, reshuffle: bool = True):
         super().__init__()

@@ -211,6 +211,10 @@ def test_local_workers_follow_the_data_size_unless_the_user_chose():
         assert many == [f"--direct_num_workers={os.cpu_count()}", "--direct_running_mode=multi_processing"]
     for chosen in (["--runner", "FlinkRunner"], ["--direct_num_workers=1"], ["--direct_running_mode", "in_memory"]):
         assert cli.local_worker_args(chosen, big) == []
+    # A source that decodes in a thread of its own (Parquet) counts it as a core it uses.
+    halved = (os.cpu_count() or 1) // 2
+    expected = [f"--direct_num_workers={halved}", "--direct_running_mode=multi_processing"] if halved >= 2 else []
+    assert cli.local_worker_args([], big, decode_threads=1) == expected
     one = cli.pipeline_options(["--runner=FnApiRunner"])
     two = cli.pipeline_options(["--direct_num_workers=2", "--direct_running_mode=multi_processing"])
     assert cli.runs_in_one_local_worker(one) and not cli.runs_in_one_local_worker(two)

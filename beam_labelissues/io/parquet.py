@@ -643,6 +643,7 @@ class ReadParquetExamples(ExampleSource):
     """Reads a ``ParquetDataset`` as ``ExampleBatch`` elements, row groups in parallel."""
 
     decoding_costs_more = True
+    decode_threads = 1  # _decoded_batches
 
     def __init__(
         self,
