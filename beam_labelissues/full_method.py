@@ -43,7 +43,6 @@ from typing import Any, Callable, Optional, Sequence
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-from apache_beam.transforms.window import GlobalWindows
 
 from beam_labelissues import confident_joint as cj
 from beam_labelissues import kernels, tables
@@ -67,6 +66,7 @@ from beam_labelissues.combiners import (
     ThresholdStats,
 )
 from beam_labelissues.options import LabelIssuesOptions
+from beam_labelissues.score_ranges import GatherByScoreRange
 
 _LOG = logging.getLogger(__name__)
 # Noise matrices go into summary.json up to this many classes, into their own file above it.
@@ -498,48 +498,19 @@ def ranking_cut(selected: SelectedIssues, max_issues_per_range: int):
     )
 
 
-class KeyIssuesByScoreRange(beam.DoFn):
+class KeyIssuesByScoreRange(GatherByScoreRange):
     """Drops the rows where the model agrees with the label (unless low_*) and keys the rest by
-    the score range that ranks them, gathered per bundle; the last range gets a part from every
-    bundle, so its group, and so its file, always exist."""
-
-    _FLUSH_ROWS = 1 << 20
+    the score range that ranks them, gathered per bundle (see ``score_ranges``)."""
 
     def __init__(self, drops_agreeing_rows: bool):
         self._drops_agreeing_rows = drops_agreeing_rows
 
-    def start_bundle(self):
-        self._parts = {}
-        self._rows = 0
-        self._empty = None
-        self._last_range = 0
-
     def process(self, candidates: IssueCandidates, cut):
-        self._last_range = cut.num_ranges - 1
-        self._empty = candidates.take(np.zeros(0, dtype=np.int64))
+        self.note_bundle(cut.num_ranges, candidates.take(np.zeros(0, dtype=np.int64)))
         if self._drops_agreeing_rows:
             candidates = candidates.take(np.flatnonzero(~candidates.model_agrees))
-        if not len(candidates):
-            return
-        ranges = cut.range_of(kernels.score_bins(candidates.scores, cut.num_bins))
-        for range_index in np.unique(ranges).tolist():
-            self._parts.setdefault(int(range_index), []).append(candidates.take(np.flatnonzero(ranges == range_index)))
-        self._rows += len(candidates)
-        if self._rows >= self._FLUSH_ROWS:
-            yield from self._flush()
-
-    def _flush(self):
-        for range_index, parts in sorted(self._parts.items()):
-            yield range_index, IssueCandidates.concatenate(parts)
-        self._parts.clear()
-        self._rows = 0
-
-    def finish_bundle(self):
-        if self._empty is None:
-            return
-        self._parts.setdefault(self._last_range, []).append(self._empty)
-        for keyed_part in self._flush():
-            yield GlobalWindows.windowed_value(keyed_part)
+        if len(candidates):
+            yield from self.gather(candidates, cut.range_of(kernels.score_bins(candidates.scores, cut.num_bins)))
 
 
 # --- every example's score and flag (with_scores) ----------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, NamedTuple, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
 import numpy as np
@@ -40,6 +40,7 @@ from beam_labelissues.combiners import (
 from beam_labelissues.duplicates import CheckUniqueCandidateIds
 from beam_labelissues.io.outputs import Summary
 from beam_labelissues.options import LabelIssuesOptions
+from beam_labelissues.score_ranges import GatherByScoreRange
 from beam_labelissues.validation import invalid_record_error, validate_batch
 
 NAMESPACE = "beam_labelissues"
@@ -306,35 +307,21 @@ def _candidates(examples: ExampleBatch, rows: np.ndarray, scores: np.ndarray, ke
     )
 
 
-class SelectIssueCandidates(beam.DoFn):
+class SelectIssueCandidates(GatherByScoreRange):
     """Keeps the rows that can be issues, keyed by the score range that ranks them.
 
     The input is either scored batches (the data read again) or the held
     ``DisagreeingRows``. Rows in bins below the cutoff bin are among the n lowest for sure: only
-    those the model disagrees with are kept. Every row of the cutoff bin goes to
-    the ``boundary`` output, where a bottom-n combiner picks the lowest.
-
-    Kept rows are gathered per score range over the bundle and emitted as one
-    part per range (sooner if ``_FLUSH_ROWS`` rows are waiting): one part per
-    batch and range made the shuffle hold about ten times the bytes of the rows
-    themselves in per-element overhead.
+    those the model disagrees with are kept, gathered per bundle (see ``score_ranges``).
+    Every row of the cutoff bin goes to the ``boundary`` output, where a bottom-n combiner
+    picks the lowest.
     """
 
     BOUNDARY = "boundary"
-    _FLUSH_ROWS = 1 << 20
-
-    def start_bundle(self):
-        self._parts: Dict[int, list] = {}
-        self._rows = 0
-        self._empty_part: Optional[IssueCandidates] = None
-        self._last_range = 0
 
     def process(self, element: Union[ScoredBatch, DisagreeingRows], cut: IssueCut):
-        # The last range gets a part from every bundle, even an empty one: its group,
-        # and so its file, always exist.
-        self._last_range = cut.num_ranges - 1
         held = isinstance(element, DisagreeingRows)
-        self._empty_part = IssueCandidates.empty((element.ids if held else element.examples.ids).dtype)
+        self.note_bundle(cut.num_ranges, IssueCandidates.empty((element.ids if held else element.examples.ids).dtype))
         if cut.cutoff_bin < 0:
             return
         bins = kernels.score_bins(element.scores, cut.num_bins)
@@ -349,27 +336,8 @@ class SelectIssueCandidates(beam.DoFn):
         if in_cutoff_bin.any():
             yield beam.pvalue.TaggedOutput(self.BOUNDARY, candidates.take(np.flatnonzero(in_cutoff_bin)))
         sure = np.flatnonzero(~in_cutoff_bin & ~candidates.model_agrees)
-        if len(sure) == 0:
-            return
-        ranges = cut.range_of(bins[rows[sure]])
-        for range_index in np.unique(ranges).tolist():
-            self._parts.setdefault(int(range_index), []).append(candidates.take(sure[ranges == range_index]))
-        self._rows += len(sure)
-        if self._rows >= self._FLUSH_ROWS:
-            yield from self._flush()
-
-    def _flush(self):
-        for range_index, parts in sorted(self._parts.items()):
-            yield range_index, IssueCandidates.concatenate(parts)
-        self._parts.clear()
-        self._rows = 0
-
-    def finish_bundle(self):
-        if self._empty_part is None:  # the bundle held no batch
-            return
-        self._parts.setdefault(self._last_range, []).append(self._empty_part)
-        for keyed_part in self._flush():
-            yield GlobalWindows.windowed_value(keyed_part)
+        if len(sure):
+            yield from self.gather(candidates.take(sure), cut.range_of(bins[rows[sure]]))
 
 
 def _ranked(parts: Sequence[IssueCandidates], id_dtype: Any) -> IssueCandidates:
