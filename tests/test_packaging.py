@@ -8,7 +8,9 @@ from this tree (its egg-info kept out of the tree), the wheel by pip from that s
 
 from __future__ import annotations
 
+import contextlib
 import email
+import fcntl
 import fnmatch
 import glob
 import importlib.metadata
@@ -27,7 +29,9 @@ from harness import REPO_ROOT
 
 from beam_labelissues._version import __version__
 
-# setuptools builds the sdist in a folder of the repository root: one xdist worker at a time.
+# setuptools builds the sdist in a folder of the repository root, which a listing of the
+# repository made meanwhile would see: the build and the listing hold a lock shared by the
+# xdist workers (xdist_group alone does not keep tests on one worker with pytest 9).
 pytestmark = pytest.mark.xdist_group("packaging")
 
 # Files setuptools adds to every sdist.
@@ -81,9 +85,25 @@ def _can_build_wheels_offline() -> bool:
     return (major, minor) >= (70, 1)
 
 
+@contextlib.contextmanager
+def _repository_lock(tmp_path_factory):
+    """Held while this test session (any xdist worker) builds in or lists the repository."""
+    with open(tmp_path_factory.getbasetemp().parent / "packaging.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="module")
 def dists(tmp_path_factory):
-    """(sdist path, wheel path)."""
+    """(sdist path, wheel path, the repository's files as listed while nothing was building)."""
+    with _repository_lock(tmp_path_factory):
+        return _build_dists(tmp_path_factory) + (_repository_files(),)
+
+
+def _build_dists(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
     egg_base = out / "egg-info"
     egg_base.mkdir()
@@ -99,11 +119,11 @@ def dists(tmp_path_factory):
     built = subprocess.run(pip + [sdist], capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr[-3000:]
     (wheel,) = glob.glob(str(out / "*.whl"))
-    return sdist, wheel
+    return (sdist, wheel)
 
 
 def test_sdist_holds_every_tracked_file_and_nothing_else(dists):
-    sdist, _ = dists
+    sdist, _, repository_files = dists
     with tarfile.open(sdist) as archive:
         names = [member.name for member in archive.getmembers() if member.isfile()]
     top = f"beam-labelissues-{__version__}/"
@@ -115,12 +135,12 @@ def test_sdist_holds_every_tracked_file_and_nothing_else(dists):
                    "pipelines/find_label_issues.py", "beam_labelissues/demo_data/mnist_test_set_labels.npy"):
         assert needed in files, needed
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc")]
-    tracked = {f for f in _repository_files() if not _generated_by_sdist(f)}
+    tracked = {f for f in repository_files if not _generated_by_sdist(f)}
     assert files == tracked, {"missing from the sdist": sorted(tracked - files), "extra": sorted(files - tracked)}
 
 
 def test_wheel_carries_the_license_and_the_extras(dists):
-    _, wheel = dists
+    _, wheel, _ = dists
     with open(os.path.join(REPO_ROOT, "LICENSE"), encoding="utf-8") as handle:
         license_text = handle.read()
     assert license_text.lstrip().startswith("Apache License") and "Version 2.0, January 2004" in license_text
