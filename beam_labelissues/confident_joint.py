@@ -71,6 +71,7 @@ float64 data (on float32 input cleanlab subtracts margins in float32).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Iterable, Optional, Sequence, Tuple
 
 import numpy as np
@@ -1053,8 +1054,6 @@ MIN_TARGET_BINS_PER_KEY = 64
 MAX_BINS_PER_KEY = 1 << 16
 # Noise-rate cells are found through a dense K x K table up to this K (4 MiB of int32).
 _MAX_DENSE_CELL_TABLE_CLASSES = 1024
-_POPCOUNT_16 = None
-_LOWEST_BIT_16 = None
 
 
 def bins_per_key(num_keys: int) -> int:
@@ -1096,14 +1095,17 @@ def exact_cutoffs(thresholds: np.ndarray, dtype) -> np.ndarray:
     return narrowed
 
 
-def _bit_tables():
-    global _POPCOUNT_16, _LOWEST_BIT_16
-    if _POPCOUNT_16 is None:
-        codes = np.arange(1 << 16, dtype=np.uint32)
-        bits = ((codes[:, None] >> np.arange(16, dtype=np.uint32)) & 1).astype(np.uint8)
-        _POPCOUNT_16 = bits.sum(axis=1).astype(np.int64)
-        _LOWEST_BIT_16 = np.where(_POPCOUNT_16 > 0, np.argmax(bits, axis=1), -1).astype(np.int64)
-    return _POPCOUNT_16, _LOWEST_BIT_16
+@functools.lru_cache(maxsize=None)
+def _bit_tables() -> Tuple[np.ndarray, np.ndarray]:
+    """(set bits, lowest set bit or -1) of every 16-bit mask, made once per process.
+
+    Built whole before it is cached: the SDK harness calls this from several threads at
+    once (Flink with --parallelism 3 met a half-set pair of globals here)."""
+    codes = np.arange(1 << 16, dtype=np.uint32)
+    bits = ((codes[:, None] >> np.arange(16, dtype=np.uint32)) & 1).astype(np.uint8)
+    popcount = bits.sum(axis=1).astype(np.int64)
+    lowest = np.where(popcount > 0, np.argmax(bits, axis=1), -1).astype(np.int64)
+    return popcount, lowest
 
 
 def confident_counts_and_first(confident: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:

@@ -610,3 +610,32 @@ def test_bounding_the_margins_skips_rows_but_no_issue(name):
     assert len(bounded) < 0.75 * len(everything)  # measured: 9.0 -> 1.0 per row for K=10, 75 -> 14 for K=100
     np.testing.assert_array_equal(select_issues(labels, probs, batches, plan, joint, bound_margins=True),
                                   select_issues(labels, probs, batches, plan, joint, bound_margins=False))
+
+
+def test_bit_mask_counts_are_right_when_threads_build_the_tables_at_once():
+    """The SDK harness runs DoFns in several threads (Flink --parallelism 3 did): the first
+    calls, made together, must each see complete tables."""
+    import threading
+
+    rng = np.random.default_rng(3)
+    confident = rng.random((5000, 10)) < 0.2
+    expected = (np.count_nonzero(confident, axis=1), np.where(confident.any(axis=1), np.argmax(confident, axis=1), -1))
+    for _ in range(20):
+        cj._bit_tables.cache_clear()
+        start, results, errors = threading.Barrier(8), [], []
+
+        def count():
+            start.wait()
+            try:
+                results.append(cj.confident_counts_and_first(confident))
+            except Exception as error:  # collected, asserted below
+                errors.append(error)
+
+        threads = [threading.Thread(target=count) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors and len(results) == 8
+        for counts, first in results:
+            assert np.array_equal(counts, expected[0]) and np.array_equal(first, expected[1])
