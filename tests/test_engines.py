@@ -52,6 +52,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import engines
+from cli_runs import group_members
 from datasets import DatasetSpec, make_dataset, write_npy
 from harness import CLI_COMMAND
 from input_files import examples_table
@@ -95,30 +96,12 @@ class CliRun:
     left_running: List[str]
 
 
-def _live_members(group: int) -> Dict[int, str]:
-    """Processes of process group ``group`` that are not zombies: pid -> command line."""
-    members = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-            if fields[0] == "Z" or int(fields[2]) != group:
-                continue
-            with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                members[int(entry)] = handle.read().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, IndexError, ValueError):
-            continue  # gone meanwhile
-    return members
-
-
 def _reap_group(group: int, grace_s: float = 5.0) -> List[str]:
     """Waits up to ``grace_s`` for the processes the CLI started (its process group) to
     end, kills the rest and returns their command lines."""
     deadline = time.monotonic() + grace_s
     while True:
-        left = _live_members(group)
+        left = group_members(group)
         if not left or time.monotonic() > deadline:
             break
         time.sleep(0.2)
