@@ -102,3 +102,24 @@ def write_pickle_bomb(path, marker, as_npy: bool = True) -> str:
     return str(path)
 
 
+def combine_whole(fn: beam.CombineFn, inputs) -> Any:
+    """``fn`` over ``inputs`` in one accumulator."""
+    accumulator = fn.create_accumulator()
+    for element in inputs:
+        accumulator = fn.add_input(accumulator, element)
+    return fn.extract_output(accumulator)
+
+
+def combine_split(fn: beam.CombineFn, inputs, parts: int) -> Any:
+    """``fn`` over bundles of every ``parts``-th input plus an empty bundle, each accumulator
+    pickled as a runner ships it, merged from a generator in reverse order."""
+    accumulators = []
+    for i in range(parts):
+        accumulator = fn.create_accumulator()
+        for element in inputs[i::parts]:
+            accumulator = fn.add_input(accumulator, element)
+        accumulators.append(pickle.loads(pickle.dumps(accumulator)))
+    accumulators.append(fn.create_accumulator())  # an empty bundle
+    merged = fn.merge_accumulators(iter(accumulators[::-1]))
+    return fn.extract_output(fn.compact(merged))
+

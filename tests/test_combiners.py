@@ -8,25 +8,7 @@ from beam_labelissues import kernels
 from beam_labelissues.batches import ExampleBatch, IssueCandidates, ScoredBatch
 from beam_labelissues.combiners import ConfidentThresholdsFn, IssueCountFn, LowestScoresFn
 from datasets import DatasetSpec, make_dataset
-
-
-def _combine_whole(fn, inputs):
-    accumulator = fn.create_accumulator()
-    for element in inputs:
-        accumulator = fn.add_input(accumulator, element)
-    return fn.extract_output(accumulator)
-
-
-def _combine_split(fn, inputs, parts):
-    accumulators = []
-    for i in range(parts):
-        accumulator = fn.create_accumulator()
-        for element in inputs[i::parts]:
-            accumulator = fn.add_input(accumulator, element)
-        accumulators.append(accumulator)
-    accumulators.append(fn.create_accumulator())  # an empty bundle
-    merged = fn.merge_accumulators(accumulators[::-1])
-    return fn.extract_output(fn.compact(merged))
+from harness import combine_split, combine_whole
 
 
 def _batches(n=20000, k=10, size=1000, seed=0):
@@ -38,8 +20,8 @@ def _batches(n=20000, k=10, size=1000, seed=0):
 def test_thresholds_do_not_depend_on_split_or_order():
     batches, labels, probs = _batches()
     fn = ConfidentThresholdsFn(10)
-    whole = _combine_whole(fn, batches)
-    split = _combine_split(fn, batches[::-1], 3)
+    whole = combine_whole(fn, batches)
+    split = combine_split(fn, batches[::-1], 3)
     assert whole.thresholds.tobytes() == split.thresholds.tobytes()
     np.testing.assert_array_equal(whole.examples_per_class, np.bincount(labels, minlength=10))
     assert whole.num_examples == len(labels)
@@ -60,7 +42,7 @@ def test_issue_counts_do_not_depend_on_split():
                                   kernels.confident_predictions(b.pred_probs[np.arange(len(b)), predicted], predicted, thresholds),
                                   kernels.predictions(b.labels, b.pred_probs)[2]))
     fn = IssueCountFn(10)
-    whole, split = _combine_whole(fn, scored), _combine_split(fn, scored, 4)
+    whole, split = combine_whole(fn, scored), combine_split(fn, scored, 4)
     for name in ("prune_counts", "normalization", "class_counts", "score_histogram", "issue_histogram"):
         np.testing.assert_array_equal(getattr(whole, name), getattr(split, name))
     assert whole.score_histogram.sum() == 20000
@@ -78,7 +60,7 @@ def test_lowest_scores_keeps_exactly_the_n_lowest_by_score_then_id():
              for i in range(0, 50000, 997)]
     fn = LowestScoresFn()
     expected = np.lexsort((ids, scores))[:30000]
-    for out in (_combine_whole(fn, parts), _combine_split(fn, parts, 5)):
+    for out in (combine_whole(fn, parts), combine_split(fn, parts, 5)):
         np.testing.assert_array_equal(out.ids, ids[expected])
         np.testing.assert_array_equal(out.scores, scores[expected])
 

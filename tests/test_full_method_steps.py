@@ -27,26 +27,7 @@ from beam_labelissues.combiners import (
 from beam_labelissues.io.outputs import Summary
 from beam_labelissues.options import LabelIssuesOptions
 from datasets import DatasetSpec, make_dataset
-
-
-def _combine_whole(fn, inputs):
-    accumulator = fn.create_accumulator()
-    for element in inputs:
-        accumulator = fn.add_input(accumulator, element)
-    return fn.extract_output(accumulator)
-
-
-def _combine_split(fn, inputs, parts):
-    """Bundles of every ``parts``-th input, each accumulator pickled as a runner ships it."""
-    accumulators = []
-    for i in range(parts):
-        accumulator = fn.create_accumulator()
-        for element in inputs[i::parts]:
-            accumulator = fn.add_input(accumulator, element)
-        accumulators.append(pickle.loads(pickle.dumps(accumulator)))
-    accumulators.append(fn.create_accumulator())  # an empty bundle
-    merged = fn.merge_accumulators(iter(accumulators[::-1]))
-    return fn.extract_output(fn.compact(merged))
+from harness import combine_split, combine_whole
 
 
 # --- per-batch kernels against their definitions -----------------------------------------
@@ -201,7 +182,7 @@ def test_confident_joint_combine_is_exact_in_any_split():
         dense[codes] += counts
         parts.append(JointCounts(codes, counts, np.bincount(codes // k, minlength=k), int(rng.integers(0, 9))))
     fn = ConfidentJointFn(k)
-    whole, split = _combine_whole(fn, parts), _combine_split(fn, parts, 7)
+    whole, split = combine_whole(fn, parts), combine_split(fn, parts, 7)
     for out in (whole, split):
         np.testing.assert_array_equal(out.codes, np.flatnonzero(dense))
         np.testing.assert_array_equal(out.counts, dense[np.flatnonzero(dense)])
@@ -218,7 +199,7 @@ def test_keyed_histogram_combine_counts_every_entry_once():
     entries += [None, HistogramEntries(size, np.zeros(0, dtype=np.int64))]
     fn = KeyedHistogramFn()
     expected = np.bincount(np.concatenate([e.codes for e in entries if e is not None]), minlength=size)
-    for out in (_combine_whole(fn, entries), _combine_split(fn, entries, 4)):
+    for out in (combine_whole(fn, entries), combine_split(fn, entries, 4)):
         np.testing.assert_array_equal(out.codes, np.flatnonzero(expected))
         np.testing.assert_array_equal(out.counts, expected[out.codes])
     assert len(fn.extract_output(pickle.loads(pickle.dumps(fn.create_accumulator()))).codes) == 0
@@ -247,7 +228,7 @@ def test_lowest_per_key_combine_keeps_each_keys_lowest_by_value_then_id(string_i
              for i in range(0, n, 1000)]
     fn = LowestPerKeyFn(object if string_ids else np.int64)
     expected = ids[cj.lowest_per_key(keys, values, ids, take_of_key)]
-    for out in (_combine_whole(fn, parts), _combine_split(fn, parts, 6)):
+    for out in (combine_whole(fn, parts), combine_split(fn, parts, 6)):
         np.testing.assert_array_equal(out.ids, expected)
     assert len(fn.extract_output(fn.create_accumulator())) == 0
     assert len(lowest_entries_per_key(_candidates([], [], np.zeros(0, np.int64), []))) == 0
@@ -266,7 +247,7 @@ def test_selected_issues_count_every_row_and_bin_the_issues():
         fn = SelectedIssuesFn(drops, 1024)
         kept = scores[~agrees] if drops else scores
         expected = np.bincount(kernels.score_bins(kept, 1024), minlength=1024)
-        for out in (_combine_whole(fn, parts), _combine_split(fn, parts, 3)):
+        for out in (combine_whole(fn, parts), combine_split(fn, parts, 3)):
             assert out.num_selected == len(scores)
             np.testing.assert_array_equal(out.issue_histogram, expected)
 
