@@ -20,6 +20,7 @@ import apache_beam as beam
 
 from beam_labelissues import cli
 from beam_labelissues.sources import ExampleSource
+from wrapped_source import WrappedSource
 
 
 class InjectedFailure(RuntimeError):
@@ -50,21 +51,14 @@ class FailOnceRead(beam.DoFn):
         yield from self._inner.process(task)
 
 
-class FailOnceSource(ExampleSource):
+class FailOnceSource(WrappedSource):
     """An ``ExampleSource`` whose read fails once in the ``fail_pass``-th pass over the data."""
 
     def __init__(self, inner: ExampleSource, fail_pass: int, marker: str, num_passes: int):
-        super().__init__(inner.reshuffle)
-        self._inner = inner
+        super().__init__(inner)
         self._fail_pass = fail_pass % num_passes
         self._marker = marker
         self._applied = 0
-        self.id_type = inner.id_type
-        self.description = inner.description
-        self.unique_ids = inner.unique_ids
-
-    def read_tasks(self):
-        return self._inner.read_tasks()
 
     def read_dofn(self):
         armed = self._applied == self._fail_pass
@@ -91,19 +85,12 @@ def main(argv):
     return cli.main(cli_args, source_wrapper=wrap)
 
 
-class _Counting(ExampleSource):
+class _Counting(WrappedSource):
     """Counts how often the pipeline reads a source (once per pass)."""
 
     def __init__(self, inner: ExampleSource):
-        super().__init__(inner.reshuffle)
-        self._inner = inner
+        super().__init__(inner)
         self.applied = 0
-        self.id_type = inner.id_type
-        self.description = inner.description
-        self.unique_ids = inner.unique_ids
-
-    def read_tasks(self):
-        return self._inner.read_tasks()
 
     def read_dofn(self):
         self.applied += 1

@@ -27,6 +27,7 @@ import input_files  # noqa: E402,F401  registers testgs://
 
 from beam_labelissues import cli  # noqa: E402
 from beam_labelissues.sources import ExampleSource  # noqa: E402
+from wrapped_source import WrappedSource  # noqa: E402
 
 
 class HeldRead(beam.DoFn):
@@ -48,17 +49,10 @@ class HeldRead(beam.DoFn):
         yield from self._inner.process(task)
 
 
-class HeldSource(ExampleSource):
+class HeldSource(WrappedSource):
     def __init__(self, inner: ExampleSource, gate: str):
-        super().__init__(inner.reshuffle)
-        self._inner = inner
+        super().__init__(inner)
         self._gate = gate
-        self.id_type = inner.id_type
-        self.description = inner.description
-        self.unique_ids = inner.unique_ids
-
-    def read_tasks(self):
-        return self._inner.read_tasks()
 
     def read_dofn(self):
         return HeldRead(self._inner.read_dofn(), self._gate)
