@@ -648,7 +648,7 @@ def _build(args, beam_args, source_wrapper, output_dir) -> Tuple[beam.Pipeline, 
     inputs = open_inputs(args)
     options = pipeline_options(
         beam_args
-        + local_worker_args(beam_args, inputs.pred_probs_bytes, getattr(inputs.source, "decode_threads", 0))
+        + local_worker_args(beam_args, inputs.pred_probs_bytes, inputs.source.decode_threads)
         + runners.flink_args(beam_args)
     )
     inputs.source.reshuffle = not runs_in_one_local_worker(options)

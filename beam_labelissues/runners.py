@@ -38,16 +38,18 @@ _LOCAL_RUNNERS = ("fnapirunner", "directrunner", "switchingdirectrunner")
 def _runner_name(options: PipelineOptions) -> str:
     """The runner's class name in lower case, as Beam resolves ``--runner`` (``flink`` too)."""
     runner = options.view_as(StandardOptions).runner
-    if runner is None:
-        return ""
+    return "" if runner is None else _class_name(runner)
+
+
+def _class_name(runner) -> str:
+    """A runner object's or name's class name in lower case, ending in ``runner``."""
     name = (runner if isinstance(runner, str) else type(runner).__name__).rsplit(".", 1)[-1].lower()
     return name if name.endswith("runner") else name + "runner"
 
 
 def is_local(runner) -> bool:
     """Whether ``runner`` (a runner object or name) runs the pipeline in this machine's memory."""
-    name = (runner if isinstance(runner, str) else type(runner).__name__).rsplit(".", 1)[-1].lower()
-    return any(local in name for local in ("direct", "fnapi", "prism", "interactive"))
+    return any(local in _class_name(runner) for local in ("direct", "fnapi", "prism", "interactive"))
 
 
 def _given(beam_args: Sequence[str], *names: str) -> bool:

@@ -168,7 +168,8 @@ def test_the_plan_follows_the_budget_on_a_real_parquet_pipeline(tmp_path, monkey
         source = ReadParquetExamples(ParquetDataset.open(str(path)))
         _ = pipeline | FindLabelIssues(num_classes=4, source=source) | WriteLabelIssues(output_dir)
         pipeline.run().wait_until_finish()
-        stages = {node.full_label.rsplit("/", 1)[-1] for node in _applied(pipeline)}
+        transforms = pipeline.to_runner_api().components.transforms.values()
+        stages = {transform.unique_name.rsplit("/", 1)[-1] for transform in transforms}
         return stages, read_output_dir(output_dir)
 
     held_stages, held = run(1200)
@@ -177,12 +178,3 @@ def test_the_plan_follows_the_budget_on_a_real_parquet_pipeline(tmp_path, monkey
     assert "CountIssues" in reread_stages and "CountHeldRows" not in reread_stages
     assert_matches(expected, held["issues"], held["summary"])
     assert held["issues"] == reread["issues"] and held["summary"] == reread["summary"]
-
-
-def _applied(pipeline):
-    nodes, stack = [], [pipeline.transforms_stack[0]]
-    while stack:
-        node = stack.pop()
-        nodes.append(node)
-        stack.extend(node.parts)
-    return nodes
